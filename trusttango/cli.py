@@ -1,0 +1,171 @@
+"""``trusttango`` command line: thin Typer commands over the library API.
+
+Foundation commands live here; each pillar adds its own in ``trusttango/<pillar>/commands.py``
+through a ``register(app)`` function listed in :data:`PILLAR_COMMANDS`. Bad input
+(:class:`~trusttango.errors.InputError`) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trusttango.errors import InputError, require
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trustworthy deep learning: train, explain, attack, audit.")
+console = Console(stderr=True)
+
+PILLAR_COMMANDS: tuple[str, ...] = ()
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets (all offline)."""
+    from trusttango.data import describe
+
+    table = Table("name", "modality", "description", "source")
+    for b in describe():
+        table.add_row(b.name, b.modality, b.description, b.source)
+    Console().print(table)
+
+
+@app.command()
+def train(
+    data: str = typer.Option("fashion-mnist", help="Built-in name, image folder, .npz or IDX file."),
+    out: Path = typer.Option(Path("runs/model"), help="Model directory to write."),
+    backbone: str = typer.Option("small_cnn", help="small_cnn | mobilenet_v2 | efficientnet_b0 | resnet18"),
+    width: float = typer.Option(0.5, help="Width multiplier of the backbone."),
+    depth: int = typer.Option(3, help="Stages of the small CNN."),
+    input_size: int = typer.Option(0, help="Side the backbone sees (0: from the data)."),
+    activation: str = typer.Option("relu", help="relu | half_huber | gelu | silu"),
+    norm: str = typer.Option("batch", help="batch | group | none"),
+    augment: str = typer.Option("none", help="none | shift | flip_shift"),
+    epochs: int = typer.Option(4, min=1),
+    budget: float = typer.Option(0.0, help="Wall-clock training budget in seconds (0: none)."),
+    batch_size: int = typer.Option(128, min=1),
+    lr: float = typer.Option(2e-3),
+    optimizer: str = typer.Option("adamw", help="adamw | adam | sgd"),
+    schedule: str = typer.Option("onecycle", help="onecycle | cosine | step | constant"),
+    patience: int = typer.Option(0, help="Early stopping after N epochs without improvement (0: off)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    skip_corrupt: bool = typer.Option(False, help="Skip unreadable images (counted in a warning)."),
+) -> None:
+    """Train a model with the one training loop and save it as a model directory."""
+    from trusttango.data import load_data
+    from trusttango.models import save_model
+    from trusttango.train import TrainConfig
+    from trusttango.workflow import train_model
+
+    splits = load_data(data, seed=seed, skip_corrupt=skip_corrupt)
+    tc = TrainConfig(
+        epochs=epochs, budget_s=budget or None, batch_size=batch_size, optimizer=optimizer, lr=lr,
+        schedule=schedule, patience=patience or None, seed=seed, device=device,
+    )  # fmt: skip
+    options = dict(backbone=backbone, width=width, depth=depth, activation=activation, norm=norm, augment=augment)
+    if input_size:
+        options["input_size"] = input_size
+    saved = train_model(splits, tc, **options)
+    save_model(saved, out)
+    console.print(f"test accuracy {saved.meta['metrics']['test_accuracy']:.4f}; model written to {out}")
+
+
+@app.command(name="evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="Model directory."),
+    data: str = typer.Option("fashion-mnist", help="Dataset to evaluate on (its test split)."),
+    out: Path = typer.Option(Path("runs/eval"), help="Folder for metrics.json and confusion.png."),
+    seed: int = typer.Option(0, help="Seed of the split (user data)."),
+) -> None:
+    """Accuracy, per-class precision/recall and a confusion-matrix PNG on the test split."""
+    from trusttango.data import load_data
+    from trusttango.evaluate import evaluate, plot_confusion
+    from trusttango.models import load_model
+
+    saved = load_model(model)
+    test = load_data(data, seed=seed).test
+    _check_compatible(saved, test)
+    result = evaluate(saved.model, test)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+    plot_confusion(result, out / "confusion.png")
+    table = Table("class", "precision", "recall", "support", title=f"accuracy {result.accuracy:.4f}")
+    for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support):
+        table.add_row(name, f"{p:.3f}", f"{r:.3f}", str(s))
+    Console().print(table)
+    console.print(f"written {out / 'metrics.json'} and {out / 'confusion.png'}")
+
+
+def _check_compatible(saved, data) -> None:
+    """Refuse data whose shape or class count the model was not built for."""
+    require(
+        tuple(data.input_shape) == tuple(saved.config.input_shape),
+        f"model expects inputs shaped {tuple(saved.config.input_shape)}, data has {tuple(data.input_shape)}",
+    )
+    require(
+        data.num_classes == saved.config.num_classes,
+        f"model has {saved.config.num_classes} classes, data has {data.num_classes}",
+    )
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="Model directory."),
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
+    out: Path = typer.Option(Path("predictions.csv"), help="CSV to write: file, class, probabilities."),
+) -> None:
+    """Predict the class of image files (or every image in folders) into a CSV."""
+    from trusttango.data import load_images
+    from trusttango.data.files import IMAGE_SUFFIXES
+    from trusttango.evaluate import predict_proba
+    from trusttango.models import load_model
+
+    saved = load_model(model)
+    files: list[Path] = []
+    for path in inputs:
+        require(path.exists(), f"{path}: no such file or folder")
+        files += sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    require(len(files) > 0, f"no image files found in {', '.join(map(str, inputs))}")
+    probs = predict_proba(saved.model, load_images(files, saved.config.input_shape)).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "class", *[f"p_{c}" for c in saved.class_names]])
+        for f, p in zip(files, probs):
+            writer.writerow([str(f), saved.class_names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    console.print(f"{len(files)} predictions written to {out}")
+
+
+for _module in PILLAR_COMMANDS:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    """Entry point: run the app; bad input -> one line on stderr, exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except InputError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as err:
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as err:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Readers for user data: image folders, IDX files and ``.npz`` archives.
+
+Each reader returns a :class:`~trusttango.data.base.LabelledDataset` or raises
+:class:`~trusttango.errors.InputError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from trusttango.data.base import LabelledDataset
+from trusttango.errors import InputError, require
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _exists(path: Path, what: str) -> Path:
+    require(path.exists(), f"{path}: {what} not found")
+    return path
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (the MNIST format; plain or ``.gz``) into an array."""
+    path = _exists(Path(path), "IDX file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+        require(zero == 0 and dtype_code in _IDX_DTYPES, f"{path}: not an IDX file (bad magic number)")
+        shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+        data = np.frombuffer(raw, dtype=_IDX_DTYPES[dtype_code], offset=4 + 4 * ndim)
+        require(data.size == int(np.prod(shape)), f"{path}: IDX header says {shape} but file is truncated")
+        return data.reshape(shape)
+    except (OSError, EOFError, struct.error) as err:
+        raise InputError(f"{path}: cannot read IDX file ({err})") from None
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(N, H, W)`` or ``(N, H, W, C)`` integer or float images -> float ``(N, C, H, W)`` in [0, 1]."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    require(arr.ndim == 4, f"images must be (N, H, W) or (N, C, H, W), got shape {arr.shape}")
+    x = torch.from_numpy(np.array(arr, copy=True)).float()
+    if np.issubdtype(arr.dtype, np.integer) or (arr.size and float(arr.max()) > 1.0):
+        x = x / 255.0
+    return x
+
+
+def load_idx(images: str | Path, labels: str | Path | None = None, name: str | None = None) -> LabelledDataset:
+    """An image dataset from an IDX images file and its labels file.
+
+    Without ``labels``, the labels file is found by the MNIST naming convention
+    (``*-images-idx3-ubyte*`` -> ``*-labels-idx1-ubyte*``).
+    """
+    images = Path(images)
+    if labels is None:
+        labels = images.with_name(images.name.replace("images-idx3", "labels-idx1"))
+        require(labels != images, f"{images}: cannot infer the labels file; pass it explicitly")
+    x = images_to_tensor(read_idx(images))
+    y = torch.from_numpy(read_idx(labels).astype(np.int64))
+    require(len(x) == len(y), f"{images}: {len(x)} images but {labels} has {len(y)} labels")
+    num_classes = int(y.max()) + 1 if len(y) else 0
+    return LabelledDataset(x, y, [str(i) for i in range(num_classes)], "image", name or images.stem)
+
+
+def load_npz(path: str | Path, class_names: list[str] | None = None) -> LabelledDataset:
+    """A dataset from an ``.npz`` with arrays ``x`` and ``y`` (and optional ``class_names``).
+
+    ``x`` with 3 or 4 dimensions is taken as images; 2 dimensions as a table.
+    """
+    path = _exists(Path(path), ".npz file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npz archive ({err})") from None
+    for key in ("x", "y"):
+        require(key in arrays, f"{path}: missing array {key!r} (found {sorted(arrays)})")
+    x, y = arrays["x"], arrays["y"]
+    require(len(x) == len(y), f"{path}: x has {len(x)} rows but y has {len(y)}")
+    require(np.issubdtype(y.dtype, np.integer), f"{path}: y must hold integer class labels, got {y.dtype}")
+    if class_names is None and "class_names" in arrays:
+        class_names = [str(c) for c in arrays["class_names"]]
+    num_classes = int(y.max()) + 1 if len(y) else 0
+    names = class_names or [str(i) for i in range(num_classes)]
+    if x.ndim == 2:
+        tensor, modality = torch.from_numpy(x.astype(np.float32)), "tabular"
+    else:
+        tensor, modality = images_to_tensor(x), "image"
+    return LabelledDataset(tensor, torch.from_numpy(y.astype(np.int64)), names, modality, path.stem)
+
+
+def _read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(img.convert(mode).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def _open_or_none(path: Path, skip_corrupt: bool) -> Image.Image | None:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        if skip_corrupt:
+            return None
+        raise InputError(f"{path}: corrupt or unreadable image ({type(err).__name__}); use skip_corrupt to skip") from None
+
+
+def list_class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str, list[Path]]:
+    """``{class name: sorted files}`` for a folder with one sub-folder per class."""
+    _exists(root, f"{what} folder")
+    require(root.is_dir(), f"{root}: expected a folder with one sub-folder per class")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    require(len(classes) > 0, f"{root}: folder is empty (expected one sub-folder per class)")
+    files = {c.name: sorted(f for f in c.rglob("*") if f.suffix.lower() in suffixes) for c in classes}
+    empty = [name for name, found in files.items() if not found]
+    require(not empty, f"{root}: class folder(s) {', '.join(empty)} contain no {what} files ({'/'.join(suffixes)})")
+    return files
+
+
+def load_image_folder(
+    root: str | Path,
+    size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    skip_corrupt: bool = False,
+) -> LabelledDataset:
+    """An image dataset from ``root/<class>/<image>`` files (PNG, JPEG, ...).
+
+    Images of mixed sizes are resized to ``size`` (default: the median height and width);
+    grey and colour are mixed by converting to ``channels`` (default: 3 if any image is
+    colour, else 1). A corrupt image raises an error naming it, or with ``skip_corrupt``
+    is skipped and counted in a warning.
+    """
+    root = Path(root)
+    files = list_class_folders(root, IMAGE_SUFFIXES, "image")
+    opened: list[tuple[Path, int, Image.Image]] = []
+    skipped = 0
+    for label, name in enumerate(files):
+        for path in files[name]:
+            img = _open_or_none(path, skip_corrupt)
+            if img is None:
+                skipped += 1
+            else:
+                opened.append((path, label, img))
+    require(len(opened) > 0, f"{root}: no readable images")
+    if skipped:
+        warnings.warn(f"{root}: skipped {skipped} corrupt image(s)", stacklevel=2)
+    if size is None:
+        size = (int(np.median([im.height for _, _, im in opened])), int(np.median([im.width for _, _, im in opened])))
+    if channels is None:
+        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F") for _, _, im in opened) else 1
+    mode = "L" if channels == 1 else "RGB"
+    pixels = np.stack([np.asarray(im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)) for _, _, im in opened])
+    for _, _, im in opened:
+        im.close()
+    labels = torch.tensor([label for _, label, _ in opened], dtype=torch.long)
+    counts = np.bincount(labels.numpy(), minlength=len(files))
+    empty = [n for n, c in zip(files, counts) if c == 0]
+    require(not empty, f"{root}: class folder(s) {', '.join(empty)} have no readable images")
+    return LabelledDataset(images_to_tensor(pixels), labels, list(files), "image", root.name)
+
+
+def load_images(paths: list[Path], shape: tuple[int, int, int]) -> torch.Tensor:
+    """Image files -> a batch shaped ``(N, *shape)`` in [0, 1] (for prediction)."""
+    channels, height, width = shape
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for path in paths:
+        _exists(path, "image")
+        try:
+            arrays.append(_read_image(path, (height, width), mode))
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            raise InputError(f"{path}: corrupt or unreadable image") from None
+    return images_to_tensor(np.stack(arrays)) if arrays else torch.empty(0, *shape)

@@ -1,0 +1,120 @@
+"""Model files: a directory with ``model.safetensors`` and ``config.json``.
+
+``config.json`` holds the :class:`~trusttango.models.unified.ModelConfig`, class names,
+the seed, library versions, metrics and any extra metadata (e.g. a DP guarantee).
+Loading never unpickles anything: weights come from safetensors, the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from trusttango.errors import InputError, require
+from trusttango.models.unified import ModelConfig, UnifiedModel, build_model
+
+FORMAT = "trusttango-model/1"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+@dataclass
+class SavedModel:
+    """A model with what it needs to be used: class names and metadata."""
+
+    model: UnifiedModel
+    config: ModelConfig
+    class_names: list[str]
+    meta: dict = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the main libraries, recorded with every run."""
+    import torchvision
+
+    import trusttango
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "trusttango": trusttango.__version__,
+    }
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write via a temporary file in the same folder, then rename: no half-written files."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(saved: SavedModel, directory: str | Path) -> Path:
+    """Write ``saved`` to ``directory`` (created if needed); returns the directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in saved.model.state_dict().items()}
+    document = {
+        "format": FORMAT,
+        "model": saved.config.to_dict(),
+        "class_names": list(saved.class_names),
+        "versions": versions(),
+        **saved.meta,
+    }
+    _write_atomic(directory / WEIGHTS, lambda tmp: save_file(state, tmp))
+    _write_atomic(directory / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=2, default=str)))
+    return directory
+
+
+def read_config(directory: str | Path) -> dict:
+    """The parsed ``config.json`` of a model directory."""
+    path = Path(directory) / CONFIG
+    require(Path(directory).is_dir(), f"{directory}: model directory not found")
+    require(path.exists(), f"{path}: missing (not a trusttango model directory)")
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: corrupt JSON ({err})") from None
+    require(isinstance(document, dict) and document.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
+    return document
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
+    """Rebuild the model in ``directory`` and load its weights (eval mode)."""
+    document = read_config(directory)
+    cfg = ModelConfig.from_dict(document["model"])
+    model = build_model(cfg, seed=None)
+    weights = Path(directory) / WEIGHTS
+    require(weights.exists(), f"{weights}: missing")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise InputError(f"{weights}: corrupt weights file ({err})") from None
+    _load_state(model, state, weights)
+    meta = {k: v for k, v in document.items() if k not in ("format", "model", "class_names")}
+    return SavedModel(model.to(device).eval(), cfg, document["class_names"], meta)
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    require(not missing and not unexpected, f"{source}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    wrong = [k for k in expected if expected[k].shape != state[k].shape]
+    if wrong:
+        key = wrong[0]
+        raise InputError(f"{source}: weight {key} has shape {tuple(state[key].shape)}, config expects {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
