@@ -16,7 +16,10 @@ from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.models import UnifiedModel, build_model, config_for
 from trusttango.train import TrainConfig, fit
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread per test process when the cores are already busy (parallel runs of
+# several suites oversubscribe the CPU and OpenMP spinning then wastes most of it).
+_BUSY = os.getloadavg()[0] > 3 * (os.cpu_count() or 1)
+torch.set_num_threads(1 if _BUSY else max(1, min(2, os.cpu_count() or 1)))
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"  # slow tests run at full size when set
 
 

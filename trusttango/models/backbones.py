@@ -65,6 +65,18 @@ def small_cnn(width: float, depth: int, act: str, norm: str, in_channels: int) -
     return nn.Sequential(*layers), c_in
 
 
+@register_backbone("mlp", rgb=False, min_size=1)
+def mlp(width: float, depth: int, act: str, norm: str, in_channels: int) -> tuple[nn.Module, int]:
+    """For tables: ``depth`` fully connected layers of ``256 * width`` units, as 1x1 convolutions
+    over the ``(N, F, 1, 1)`` view the tabular preprocessing produces."""
+    hidden = max(8, int(round(256 * width)))
+    layers: list[nn.Module] = []
+    for layer in range(depth):
+        c_in = in_channels if layer == 0 else hidden
+        layers += [nn.Conv2d(c_in, hidden, 1, bias=norm == "none"), norm2d(norm, hidden), activation(act)]
+    return nn.Sequential(*layers), hidden
+
+
 def _swap_activations(module: nn.Module, act: str) -> None:
     """Replace torchvision's (often in-place) activations with fresh ``act`` modules."""
     for name, child in module.named_children():

@@ -35,7 +35,7 @@ class ModelConfig:
     input_shape: tuple[int, ...] = (1, 28, 28)  # one raw example, as the data gives it
     modality: str = "image"
     backbone: str = "small_cnn"
-    input_size: int = 28  # side the backbone sees (inputs are resized to it)
+    input_size: int = 28  # side the backbone sees (images are resized to it; unused for tables)
     width: float = 0.5
     depth: int = 3  # stages, for backbones that take it
     fusion: str = "none"
@@ -46,6 +46,9 @@ class ModelConfig:
     augment: str = "none"
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.5])
+    sample_rate: int = 16000  # audio: waveform rate in Hz
+    n_mels: int = 64  # audio: mel bands of the spectrogram
+    frames: int = 0  # video: frames selected per clip (0 = from the clip length)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +73,7 @@ class ImagePreprocess(nn.Module):
         self.repeat = 3 if rgb and channels == 1 else 1
         self.augment = cfg.augment
         out_channels = channels * self.repeat
+        self.out_channels = out_channels
         mean = torch.tensor(cfg.mean, dtype=torch.float32).expand(channels).repeat(self.repeat)
         std = torch.tensor(cfg.std, dtype=torch.float32).expand(channels).repeat(self.repeat)
         self.register_buffer("mean", mean.view(1, out_channels, 1, 1), persistent=False)
@@ -85,6 +89,21 @@ class ImagePreprocess(nn.Module):
         return (x - self.mean) / self.std
 
 
+class TabularPreprocess(nn.Module):
+    """Standardise each feature, then view a row ``(N, F)`` as an ``(N, F, 1, 1)`` map."""
+
+    def __init__(self, cfg: ModelConfig, rgb: bool) -> None:
+        super().__init__()
+        features = cfg.input_shape[0]
+        require(not rgb, f"backbone {cfg.backbone} takes images; tabular data needs backbone 'mlp'")
+        self.out_channels = features
+        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).expand(features).clone(), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).expand(features).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std)[:, :, None, None]
+
+
 def _augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     """Random shifts of up to 1/8 of the side (zero padding) and, for ``flip_shift``, h-flips."""
     n, _, h, w = x.shape
@@ -98,8 +117,13 @@ def _augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     return x
 
 
-PREPROCESSORS: dict[str, Callable[[ModelConfig, bool], nn.Module]] = {"image": ImagePreprocess}
+PREPROCESSORS: dict[str, Callable[[ModelConfig, bool], nn.Module]] = {
+    "image": ImagePreprocess,
+    "tabular": TabularPreprocess,
+}
 FUSIONS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {"none": lambda cfg, channels: nn.Identity()}
+# per-modality option defaults for config_for (audio / video modules add theirs)
+MODALITY_DEFAULTS: dict[str, dict[str, object]] = {"tabular": {"backbone": "mlp"}}
 
 
 class UnifiedModel(nn.Module):
@@ -120,7 +144,7 @@ class UnifiedModel(nn.Module):
         require(cfg.input_size >= spec.min_size, f"backbone {cfg.backbone} needs input_size >= {spec.min_size}")
         self.config = cfg
         self.preprocess = PREPROCESSORS[cfg.modality](cfg, spec.rgb)
-        in_channels = 3 if spec.rgb else cfg.input_shape[-3]
+        in_channels = self.preprocess.out_channels
         self.backbone, channels = spec.build(cfg.width, cfg.depth, cfg.activation, cfg.norm, in_channels)
         self.fusion = FUSIONS[cfg.fusion](cfg, channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -152,9 +176,11 @@ def build_model(cfg: ModelConfig, seed: int | None = 0) -> UnifiedModel:
 def config_for(data_shape: tuple[int, ...], num_classes: int, **overrides: object) -> ModelConfig:
     """A :class:`ModelConfig` for data of ``data_shape`` with sensible defaults.
 
-    The input side defaults to the data's side, raised to the backbone's minimum.
+    The input side defaults to the data's side, raised to the backbone's minimum. Other
+    defaults per modality come from :data:`MODALITY_DEFAULTS` (tabular: the ``mlp`` backbone).
     """
     cfg = ModelConfig(num_classes=num_classes, input_shape=tuple(data_shape), input_size=int(data_shape[-1]))
+    overrides = {**MODALITY_DEFAULTS.get(str(overrides.get("modality", "image")), {}), **overrides}
     for key, value in overrides.items():
         if not hasattr(cfg, key):
             raise InputError(f"unknown model option {key!r}")

@@ -1,0 +1,40 @@
+# trusttango: `make demo` and `make test` are all a new user needs.
+PY ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-full lint format bench clean
+
+setup: $(STAMP)
+	@scripts/apt-setup.sh
+
+$(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/trusttango train --data fashion-mnist --epochs 4 --out demo-out/model
+	$(VENV)/bin/trusttango evaluate demo-out/model --data fashion-mnist --out demo-out/eval
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+test-full: setup
+	TRUSTTANGO_FULL=1 $(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check trusttango tests benchmarks
+	$(VENV)/bin/ruff format --check trusttango tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format trusttango tests benchmarks
+	$(VENV)/bin/ruff check --fix trusttango tests benchmarks
+
+bench: setup
+	for f in benchmarks/bench_*.py; do $(VENV)/bin/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

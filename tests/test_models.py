@@ -1,0 +1,79 @@
+"""Unified model: every backbone builds and trains; config and files round-trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trusttango.errors import InputError
+from trusttango.models import ModelConfig, build_model, config_for, load_model, save_model
+from trusttango.models.io import SavedModel
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "mobilenet_v2", "efficientnet_b0", "resnet18"])
+def test_backbones_forward_backward(backbone):
+    cfg = config_for((1, 28, 28), 10, backbone=backbone, augment="flip_shift")
+    model = build_model(cfg)
+    x = torch.rand(4, 1, 28, 28)
+    logits = model(x)
+    assert logits.shape == (4, 10)
+    logits.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert model.features(x).shape == (4, cfg.bottleneck)
+
+
+def test_tabular_model_and_colour_input():
+    tab = build_model(config_for((7,), 2, modality="tabular"))
+    assert tab.config.backbone == "mlp" and tab(torch.rand(5, 7)).shape == (5, 2)
+    rgb = build_model(config_for((3, 32, 32), 5, backbone="mobilenet_v2", norm="group", activation="half_huber"))
+    assert rgb(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rgb.modules())
+
+
+def test_same_seed_same_weights_and_wrong_shape_error():
+    cfg = config_for((1, 8, 8), 10, depth=2)
+    a, b = build_model(cfg, seed=3), build_model(cfg, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(InputError, match=r"expects inputs shaped \(N, 1, 8, 8\)"):
+        a(torch.rand(2, 1, 9, 9))
+
+
+def test_unknown_options_are_clear():
+    with pytest.raises(InputError, match="unknown backbone 'vgg99'"):
+        build_model(config_for((1, 28, 28), 10, backbone="vgg99"))
+    with pytest.raises(InputError, match="unknown model option 'colour'"):
+        config_for((1, 28, 28), 10, colour=True)
+    with pytest.raises(InputError, match="unknown field"):
+        ModelConfig.from_dict({"num_classes": 3, "nope": 1})
+
+
+def test_save_load_round_trip(tmp_path, digits, digits_model):
+    saved = SavedModel(digits_model, digits_model.config, digits.class_names, {"seed": 0, "metrics": {"a": 1}})
+    save_model(saved, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = digits.test.x[:64]
+    assert torch.equal(loaded.model(x), digits_model.eval()(x))
+    assert loaded.class_names == digits.class_names and loaded.meta["metrics"] == {"a": 1}
+    assert "torch" in loaded.meta["versions"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_corrupt_and_mismatched_model_files(tmp_path, digits, digits_model):
+    save_model(SavedModel(digits_model, digits_model.config, digits.class_names), tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(InputError, match="corrupt weights"):
+        load_model(tmp_path / "m")
+    save_model(SavedModel(digits_model, digits_model.config, digits.class_names), tmp_path / "m2")
+    doc = json.loads((tmp_path / "m2" / "config.json").read_text())
+    doc["model"]["bottleneck"] = 64
+    (tmp_path / "m2" / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="shape"):
+        load_model(tmp_path / "m2")
+    (tmp_path / "m2" / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match="corrupt JSON"):
+        load_model(tmp_path / "m2")
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "absent")
