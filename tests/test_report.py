@@ -1,0 +1,97 @@
+"""The trust audit end to end on real data, and its report in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trusttango.errors import InputError
+from trusttango.models import save_model
+from trusttango.models.io import SavedModel
+from trusttango.report.audit import AuditConfig, run_audit
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory, digits, digits_model) -> Path:
+    """An audit of the trained digits model (search skipped), small sample sizes."""
+    root = tmp_path_factory.mktemp("audit")
+    save_model(SavedModel(digits_model, digits_model.config, digits.class_names, {"seed": 0}), root / "model")
+    cfg = AuditConfig(data="digits", model=root / "model", out=root / "report", n_explain=6, n_attack=60, n_membership=300)
+    run_audit(cfg, progress=False)
+    return root / "report"
+
+
+def test_audit_writes_every_section(audited):
+    record = json.loads((audited / "audit.json").read_text())
+    keys = [s["key"] for s in record["sections"]]
+    assert keys == ["genesis", "evaluation", "insight", "robustness", "detection", "privacy", "fairness"]
+    by_key = {s["key"]: s for s in record["sections"]}
+    assert by_key["fairness"]["skipped"] and "group attributes" in by_key["fairness"]["skipped"]
+    assert by_key["genesis"]["skipped"]  # model supplied: search skipped, and said so
+    assert record["results"]["evaluation"]["accuracy"] > 0.9
+    assert 0 < record["results"]["robustness"]["ara"]["ara"] < 1
+    assert all(s["seconds"] > 0 for s in record["sections"])
+    for s in record["sections"]:
+        for f in s["figures"]:
+            assert (audited / "figures" / f["path"]).stat().st_size > 1000
+
+
+def test_report_renders_in_headless_chromium(audited, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    assert Path(CHROMIUM).exists(), "Debian chromium is installed by make setup (apt-packages.txt)"
+    html = (audited / "index.html").read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html  # offline, self-contained
+    errors: list[str] = []
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            for width, name in ((1280, "laptop"), (390, "phone")):
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto((audited / "index.html").as_uri())
+                widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+                assert len(widths) >= 5 and all(w > 0 for w in widths)
+                assert page.locator(".pillar").count() == 7
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 1, f"page wider than the {name} screen by {overflow}px"
+                page.screenshot(path=str(audited / f"screenshot-{name}.png"), full_page=False)
+        finally:
+            browser.close()
+    assert errors == []
+    assert (audited / "screenshot-laptop.png").stat().st_size > 10_000
+
+
+def test_existing_output_is_refused_and_mismatch_caught(audited, tmp_path, digits, digits_model):
+    before = sorted(p.name for p in audited.iterdir())
+    with pytest.raises(InputError, match="--force"):
+        run_audit(AuditConfig(data="digits", model=audited.parent / "model", out=audited), progress=False)
+    assert sorted(p.name for p in audited.iterdir()) == before
+    with pytest.raises(InputError, match="model expects inputs shaped"):
+        run_audit(AuditConfig(data="mnist-5k", model=audited.parent / "model", out=tmp_path / "r"), progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_config_file_and_errors(tmp_path, audited):
+    cfg = tmp_path / "audit.yaml"
+    cfg.write_text("data: digits\nbudget: 100\nunknown_knob: 3\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "trusttango.cli", "audit", "--config", str(cfg), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown_knob" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "trusttango.cli", "audit", "--data", "digits", "--model", str(audited.parent / "model"),
+         "--out", str(audited)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--force" in proc.stderr

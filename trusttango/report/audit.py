@@ -1,0 +1,334 @@
+"""``trusttango audit``: one command that gathers the evidence of every pillar into a report.
+
+Stages (each a function ``stage(ctx) -> Section``), in order: genesis (AutoDL search, or
+load ``--model``), evaluation, insight (attribution gallery + metric table), robustness
+(accuracy-vs-eps curves + ARA), detection (feature-response entropy detector ROC), privacy
+(membership inference; DP guarantee if the model has one), fairness (when the data carries
+group attributes). A section that does not apply says why. Budgets and sample sizes are in
+:class:`AuditConfig`; its defaults finish on a 2-core CPU in about 10 minutes for
+Fashion-MNIST.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from trusttango.data import Splits, load_data
+from trusttango.errors import InputError, require
+from trusttango.models.io import SavedModel, load_model, save_model, versions
+from trusttango.report.html import Figure, Section, write_report
+
+
+@dataclass
+class Thresholds:
+    """What counts as trustworthy; each verdict is ``pass`` / ``warn`` / ``fail`` against these."""
+
+    accuracy: float = 0.85  # test accuracy
+    ara: float = 0.005  # adversarial robustness area (RMS units)
+    detection_auc: float = 0.9  # entropy detector AUC on an unseen attack
+    membership_auc: float = 0.6  # membership-inference AUC (lower is better)
+    fairness_gap: float = 0.1  # largest demographic-parity / equalised-odds difference
+
+
+@dataclass
+class AuditConfig:
+    """Everything ``trusttango audit`` takes; also readable from a YAML file."""
+
+    data: str = "fashion-mnist"
+    out: Path = Path("report")
+    model: Path | None = None
+    budget: float = 600.0  # seconds for the whole audit; the search gets ``search_share`` of it
+    search_share: float = 0.45
+    sampler: str = "tpe"
+    seed: int = 0
+    force: bool = False
+    n_explain: int = 8
+    n_attack: int = 200
+    n_membership: int = 2000
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @classmethod
+    def from_yaml(cls, path: Path, **overrides: object) -> AuditConfig:
+        """Read a YAML mapping of these fields (``thresholds`` a nested mapping); flags override."""
+        import yaml
+
+        require(path.exists(), f"{path}: audit config not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
+        require(isinstance(raw, dict), f"{path}: expected a mapping of audit options")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        require(not unknown, f"{path}: unknown audit option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        thresholds = raw.pop("thresholds", {}) or {}
+        bad = sorted(set(thresholds) - {f.name for f in fields(Thresholds)})
+        require(not bad, f"{path}: unknown threshold(s) {', '.join(bad)}")
+        cfg = cls(**raw, thresholds=Thresholds(**thresholds))
+        cfg.out, cfg.model = Path(cfg.out), Path(cfg.model) if cfg.model else None
+        return cfg
+
+
+@dataclass
+class Context:
+    """What the stages share."""
+
+    config: AuditConfig
+    splits: Splits
+    figures: Path
+    deadline: float
+    saved: SavedModel | None = None
+    record: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        assert self.saved is not None
+        return self.saved.model
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
+        x, y = self.splits.test.x[: 4 * n], self.splits.test.y[: 4 * n]
+        with torch.no_grad():
+            keep = self.model(x).argmax(1) == y
+        return x[keep][:n], y[keep][:n]
+
+
+def _verdict(value: float, threshold: float, higher_is_better: bool = True) -> str:
+    good = value >= threshold if higher_is_better else value <= threshold
+    near = value >= 0.9 * threshold if higher_is_better else value <= 1.1 * threshold
+    return "pass" if good else "warn" if near else "fail"
+
+
+def genesis(ctx: Context) -> Section:
+    """AutoDL search under the budget (or the given model)."""
+    cfg = ctx.config
+    section = Section("genesis", "Genesis", "Is this the appropriate model, found by a systematic, repeatable process?")
+    if cfg.model is not None:
+        ctx.saved = load_model(cfg.model)
+        section.text = f"Audited the existing model {cfg.model}; no search was run."
+        section.skipped = "model supplied with --model: search skipped"
+        return section
+    from trusttango.automl import AnytimeSearch
+    from trusttango.automl.results import saved_model
+
+    search = AnytimeSearch(ctx.splits, budget_s=cfg.budget * cfg.search_share, sampler=cfg.sampler, seed=cfg.seed)
+    result = search.run()
+    require(result.best is not None, "the search budget was too small to train any model; raise --budget")
+    ctx.saved = saved_model(result.best, ctx.splits, {"sampler": cfg.sampler, "budget_s": search.budget_s})
+    save_model(ctx.saved, cfg.out / "model")
+    alc = result.curve.alc()
+    curve_png = result.curve.plot(ctx.figures / "learning_curve.png")
+    section.figures.append(Figure(curve_png, "Anytime learning curve: NAUC of test predictions vs log-scaled time"))
+    section.headline = f"ALC {alc:.3f} over {result.trials_run} trials"
+    section.verdict = "pass" if alc > 0.5 else "warn"
+    section.tables.append(("Best configuration", ["option", "value"], [[k, v] for k, v in result.best.params.items()]))
+    ctx.record["genesis"] = {"alc": alc, "trials": result.trials_run, "best_params": result.best.params}
+    return section
+
+
+def evaluation(ctx: Context) -> Section:
+    """Test accuracy, per-class precision / recall and the confusion matrix."""
+    from trusttango.evaluate import evaluate, plot_confusion
+
+    result = evaluate(ctx.model, ctx.splits.test)
+    png = plot_confusion(result, ctx.figures / "confusion.png")
+    t = ctx.config.thresholds.accuracy
+    rows = [[n, p, r, s] for n, p, r, s in zip(result.class_names, result.precision, result.recall, result.support)]
+    ctx.record["evaluation"] = result.to_dict()
+    return Section(
+        "evaluation", "Performance", "How well does it classify unseen data?",
+        headline=f"test accuracy {result.accuracy:.3f}", verdict=_verdict(result.accuracy, t),
+        threshold=f"threshold {t:.2f}", figures=[Figure(png, "Confusion matrix (rows: true class)")],
+        tables=[("Per-class metrics", ["class", "precision", "recall", "support"], rows)],
+    )  # fmt: skip
+
+
+def insight(ctx: Context) -> Section:
+    """Attribution gallery and the explanation-quality table."""
+    from trusttango.explain import GradCAM, GuidedBackprop, IntegratedGradients, Saliency, compare_methods, to_heatmap
+    from trusttango.explain.figures import save_overlays
+
+    x, y = ctx.sample(ctx.config.n_explain)
+    methods = {"saliency": Saliency, "guided": GuidedBackprop, "gradcam": GradCAM, "integrated": IntegratedGradients}
+    maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
+    figures = []
+    for i in range(min(3, len(x))):
+        path = ctx.figures / f"explain_{i}.png"
+        save_overlays(x[i], {name: m[i] for name, m in maps.items()}, path, ctx.splits.class_names[int(y[i])])
+        figures.append(Figure(path, f"Attributions for a test image of class {ctx.splits.class_names[int(y[i])]}"))
+    rows = compare_methods(ctx.model, x, y, methods=methods)
+    header = list(rows[0])
+    best = min(rows, key=lambda r: r["deletion_game_area"])
+    ctx.record["insight"] = rows
+    return Section(
+        "insight", "Insight", "Why does it decide as it does, and which explanation is faithful?",
+        headline=f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})",
+        verdict="pass" if best["sanity_spearman"] < 0.5 else "warn",
+        threshold="sanity: maps of a randomised model must differ (Spearman < 0.5)",
+        figures=figures, tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
+    )  # fmt: skip
+
+
+def robustness(ctx: Context) -> Section:
+    """Accuracy under PGD vs epsilon (L-inf and L2) and the ARA score."""
+    from trusttango.robust import ara, robustness_curve
+    from trusttango.robust.plots import plot_ara, plot_curves
+
+    x, y = ctx.sample(ctx.config.n_attack)
+    curves = [
+        robustness_curve(ctx.model, x, y, [0.0, 0.01, 0.02, 0.05, 0.1], attack="pgd", norm="linf", steps=10),
+        robustness_curve(ctx.model, x, y, [0.0, 0.25, 0.5, 1.0, 2.0], attack="pgd", norm="l2", steps=10),
+    ]
+    curve_png = plot_curves(curves, ctx.figures / "robustness_curves.png")
+    result = ara(ctx.model, x[: ctx.config.n_attack // 2], y[: ctx.config.n_attack // 2])
+    ara_png = plot_ara({"model": result}, ctx.figures / "ara.png")
+    t = ctx.config.thresholds.ara
+    ctx.record["robustness"] = {"curves": [c.to_dict() for c in curves], "ara": result.to_dict()}
+    rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy)]
+    return Section(
+        "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
+        headline=f"ARA {result.ara:.4f}", verdict=_verdict(result.ara, t), threshold=f"threshold {t}",
+        text="Accuracy under PGD on correctly classified test images; ARA integrates the accuracy above chance "
+        "over the minimum RMS perturbation (Woods et al. 2019).",
+        figures=[Figure(curve_png, "Accuracy vs attack budget"), Figure(ara_png, "Accuracy vs minimum RMS perturbation")],
+        tables=[("Accuracy under PGD", ["norm", "eps", "accuracy"], rows)],
+    )  # fmt: skip
+
+
+def detection(ctx: Context) -> Section:
+    """Entropy detector fitted on FGSM, evaluated on FGSM and on unseen PGD."""
+    from trusttango.robust import FGSM, PGD
+    from trusttango.robust.detector import EntropyDetector, adversarial_pairs, evaluate_detector, plot_roc
+
+    x, y = ctx.sample(ctx.config.n_attack)
+    half = len(x) // 2
+    fit_clean, fit_adv = adversarial_pairs(ctx.model, x[:half], y[:half], FGSM(ctx.model, eps=0.1))
+    detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)
+    results, curves = [], {}
+    for name, attack in {"FGSM (seen)": FGSM(ctx.model, eps=0.1), "PGD (unseen)": PGD(ctx.model, eps=0.05)}.items():
+        clean, adv = adversarial_pairs(ctx.model, x[half:], y[half:], attack)
+        results.append(evaluate_detector(detector, clean, adv, name))
+        curves[name] = (detector.score(clean), detector.score(adv))
+    png = plot_roc(curves, ctx.figures / "detector_roc.png", "feature-response entropy detector")
+    unseen = results[-1].auc
+    t = ctx.config.thresholds.detection_auc
+    ctx.record["detection"] = [r.to_dict() for r in results]
+    rows = [[r.attack, r.auc, r.precision, r.recall, r.fpr_at_95_recall] for r in results]
+    return Section(
+        "detection", "Attack detection", "Would we notice an adversarial input?",
+        headline=f"AUC {unseen:.3f} on an unseen attack", verdict=_verdict(unseen, t), threshold=f"threshold {t}",
+        figures=[Figure(png, "ROC of the local-spatial-entropy detector (fitted on FGSM)")],
+        tables=[("Detection", ["attack", "AUC", "precision", "recall", "FPR at 95% recall"], rows)],
+    )  # fmt: skip
+
+
+def privacy(ctx: Context) -> Section:
+    """Membership inference (loss threshold) on train members vs test non-members; DP guarantee."""
+    from trusttango.privacy.membership import loss_threshold_attack, plot_roc
+
+    n = ctx.config.n_membership
+    members = ctx.splits.train.subset(np.arange(min(n, len(ctx.splits.train))))
+    nonmembers = ctx.splits.test.subset(np.arange(min(n, len(ctx.splits.test))))
+    result = loss_threshold_attack(ctx.model, members, nonmembers)
+    png = plot_roc([result], ctx.figures / "membership_roc.png")
+    guarantee = ctx.saved.meta.get("privacy") if ctx.saved else None
+    dp_text = (
+        f"Trained with DP-SGD: (epsilon {guarantee['epsilon']:.2f}, delta {guarantee['delta']:g})."
+        if guarantee
+        else "Not trained with differential privacy (train with `trusttango train --dp` for a guarantee)."
+    )
+    t = ctx.config.thresholds.membership_auc
+    ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee}
+    return Section(
+        "privacy", "Privacy", "Does the model leak who was in its training data?",
+        headline=f"membership AUC {result.auc:.3f}", verdict=_verdict(result.auc, t, higher_is_better=False),
+        threshold=f"threshold {t} (0.5 = no leakage)", text=f"{result.interpretation()}. {dp_text}",
+        figures=[Figure(png, "ROC of the loss-threshold membership attack (Yeom et al. 2018)")],
+    )  # fmt: skip
+
+
+def fairness(ctx: Context) -> Section:
+    """Subgroup gaps when the test data carries group attributes."""
+    section = Section("fairness", "Fairness", "Does it treat groups alike?")
+    test = ctx.splits.test
+    if not test.extra:
+        section.skipped = f"{test.name} has no group attributes (e.g. sex, race); audit a probe set or a table with them"
+        return section
+    from trusttango.fairness.subgroups import model_subgroups
+
+    report = model_subgroups(ctx.model, test)
+    worst_name, worst = max(
+        ((k, g) for k, g in report.gaps.items() if k != "accuracy"), key=lambda kv: abs(kv[1].difference)
+    )
+    t = ctx.config.thresholds.fairness_gap
+    frame = report.frame().reset_index()
+    ctx.record["fairness"] = report.to_dict()
+    section.headline = f"largest gap: {worst_name} {worst.difference:.3f}"
+    section.verdict = _verdict(abs(worst.difference), t, higher_is_better=False)
+    section.threshold = f"threshold {t}"
+    section.tables.append(("Per-group metrics", list(frame.columns), frame.values.tolist()))
+    return section
+
+
+STAGES: list[tuple[str, Callable[[Context], Section]]] = [
+    ("genesis", genesis), ("evaluation", evaluation), ("insight", insight), ("robustness", robustness),
+    ("detection", detection), ("privacy", privacy), ("fairness", fairness),
+]  # fmt: skip
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse an existing, non-empty output folder unless ``force``; never delete other files."""
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError(f"{out}: output folder exists and is not empty; pass --force to write into it")
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def _check_model_fits(saved: SavedModel, splits: Splits) -> None:
+    require(
+        tuple(saved.config.input_shape) == tuple(splits.train.input_shape),
+        f"model expects inputs shaped {tuple(saved.config.input_shape)}, data has {tuple(splits.train.input_shape)}",
+    )
+    require(
+        saved.config.num_classes == splits.train.num_classes,
+        f"model has {saved.config.num_classes} classes, data has {splits.train.num_classes}",
+    )
+
+
+def run_audit(config: AuditConfig, progress: bool = True) -> Path:
+    """Run every stage and write ``index.html``, ``audit.json`` and figures into ``config.out``."""
+    require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
+    splits = load_data(config.data, seed=config.seed)
+    if config.model is not None:  # mismatches fail before any long work
+        _check_model_fits(load_model(config.model), splits)
+    _prepare_out(config.out, config.force)
+    torch.manual_seed(config.seed)
+    ctx = Context(config, splits, config.out / "figures", time.perf_counter() + config.budget)
+    sections = []
+    columns = [TextColumn("[bold]audit"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("", total=len(STAGES))
+        for name, stage in STAGES:
+            left = max(0.0, ctx.deadline - time.perf_counter())
+            bar.update(task, description=f"{name} (budget left {left:.0f} s)")
+            start = time.perf_counter()
+            section = stage(ctx)
+            section.seconds = time.perf_counter() - start
+            sections.append(section)
+            bar.advance(task)
+    record = {
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "versions": versions(),
+        "stage_seconds": {s.key: s.seconds for s in sections},
+        "results": ctx.record,
+    }
+    subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
+    return write_report(config.out, "trusttango trust report", subtitle, sections, record)
