@@ -18,6 +18,7 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 demo: setup
 	$(VENV)/bin/trusttango train --data fashion-mnist --epochs 4 --out demo-out/model
 	$(VENV)/bin/trusttango evaluate demo-out/model --data fashion-mnist --out demo-out/eval
+	$(VENV)/bin/trusttango audit --data fashion-mnist --budget 600 --out demo-out/report --force
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -23,7 +23,9 @@ def audited(tmp_path_factory, digits, digits_model) -> Path:
     """An audit of the trained digits model (search skipped), small sample sizes."""
     root = tmp_path_factory.mktemp("audit")
     save_model(SavedModel(digits_model, digits_model.config, digits.class_names, {"seed": 0}), root / "model")
-    cfg = AuditConfig(data="digits", model=root / "model", out=root / "report", n_explain=6, n_attack=60, n_membership=300)
+    cfg = AuditConfig(
+        data="digits", model=root / "model", out=root / "report", n_explain=6, n_attack=60, n_membership=300
+    )
     run_audit(cfg, progress=False)
     return root / "report"
 

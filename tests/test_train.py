@@ -31,10 +31,10 @@ def test_same_seed_gives_identical_weights(digits):
     a, b = _model(digits), _model(digits)
     fit(a, digits.train, digits.val, cfg)
     fit(b, digits.train, digits.val, cfg)
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=False))
     c = _model(digits)
     fit(c, digits.train, digits.val, TrainConfig(epochs=2, batch_size=64, seed=8, progress=False))
-    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values(), strict=False))
 
 
 def test_history_records_time_step_loss_and_val(digits):
@@ -60,7 +60,9 @@ def test_early_stopping_restores_best(digits):
             for group in state.optimizer.param_groups:
                 group["lr"] = 5.0 if state.epoch >= 1 else group["lr"]
 
-    cfg = TrainConfig(epochs=8, batch_size=64, patience=2, schedule="constant", optimizer="sgd", lr=0.05, progress=False)
+    cfg = TrainConfig(
+        epochs=8, batch_size=64, patience=2, schedule="constant", optimizer="sgd", lr=0.05, progress=False
+    )
     model = _model(digits)
     history = fit(model, digits.train, digits.val, cfg, hooks=[Sabotage()])
     assert history.stopped in ("early_stopping", "epochs")

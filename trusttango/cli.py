@@ -19,10 +19,21 @@ from rich.table import Table
 
 from trusttango.errors import InputError, require
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trustworthy deep learning: train, explain, attack, audit.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Trustworthy deep learning: train, explain, attack, audit."
+)
 console = Console(stderr=True)
 
-PILLAR_COMMANDS: tuple[str, ...] = ()
+PILLAR_COMMANDS: tuple[str, ...] = (
+    "trusttango.automl.commands",
+    "trusttango.explain.commands",
+    "trusttango.robust.commands",
+    "trusttango.robust.detect_commands",
+    "trusttango.privacy.commands",
+    "trusttango.privacy.federated.commands",
+    "trusttango.fairness.commands",
+    "trusttango.report.commands",
+)
 
 
 @app.command()
@@ -57,6 +68,19 @@ def train(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     skip_corrupt: bool = typer.Option(False, help="Skip unreadable images (counted in a warning)."),
+    dp: bool = typer.Option(False, "--dp", help="Train with DP-SGD (Opacus); BatchNorm becomes GroupNorm."),
+    epsilon: float = typer.Option(0.0, help="DP target epsilon for the whole run (with --dp)."),
+    delta: float = typer.Option(0.0, help="DP delta (0: min(1e-5, 0.1/N))."),
+    max_grad_norm: float = typer.Option(1.0, help="DP per-example clipping norm C."),
+    noise_multiplier: float = typer.Option(0.0, help="DP noise multiplier sigma (instead of --epsilon)."),
+    accountant: str = typer.Option("rdp", help="DP accountant: rdp | prv | gdp"),
+    defence: str = typer.Option("none", help="Robustness defence: none | adversarial | lipschitz"),
+    defence_eps: float = typer.Option(0.1, help="Adversarial training L-inf budget (--defence adversarial)."),
+    defence_method: str = typer.Option("pgd", help="Adversarial examples: pgd | fgsm (random start)."),
+    psi: float = typer.Option(1.0, help="Initial input-gradient weight (--defence lipschitz)."),
+    target_ce: float = typer.Option(0.5, help="CE the adaptive psi aims at (--defence lipschitz)."),
+    zoom: bool = typer.Option(False, "--zoom", help="Zoom-in classifier: low-res global model + attended crop."),
+    zoom_canvas: int = typer.Option(0, help="With --zoom: paste images on a noisy canvas of this side (0: off)."),
 ) -> None:
     """Train a model with the one training loop and save it as a model directory."""
     from trusttango.data import load_data
@@ -72,7 +96,26 @@ def train(
     options = dict(backbone=backbone, width=width, depth=depth, activation=activation, norm=norm, augment=augment)
     if input_size:
         options["input_size"] = input_size
-    saved = train_model(splits, tc, **options)
+    hooks = []
+    if dp:
+        from trusttango.privacy.dp import dp_hook_from_cli
+
+        hooks, options["norm"] = (
+            [dp_hook_from_cli(epsilon, delta, max_grad_norm, noise_multiplier, accountant)],
+            "group",
+        )
+        console.print("DP-SGD: GroupNorm instead of BatchNorm (no statistics shared across examples)")
+    from trusttango.robust.defences import defence_hooks
+
+    hooks += defence_hooks(defence, defence_eps, defence_method, psi, target_ce)
+    if zoom:
+        from trusttango.models.zoom import train_and_save_zoom
+
+        require(not hooks, "--zoom: cannot be combined with --dp or --defence")
+        metrics = train_and_save_zoom(splits, tc, out, zoom_canvas, **options)
+        console.print(f"zoom-in test accuracy {metrics['test_accuracy']:.4f}; model written to {out}")
+        return
+    saved = train_model(splits, tc, hooks, **options)
     save_model(saved, out)
     console.print(f"test accuracy {saved.meta['metrics']['test_accuracy']:.4f}; model written to {out}")
 
@@ -97,7 +140,7 @@ def evaluate_cmd(
     (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     plot_confusion(result, out / "confusion.png")
     table = Table("class", "precision", "recall", "support", title=f"accuracy {result.accuracy:.4f}")
-    for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support):
+    for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support, strict=False):
         table.add_row(name, f"{p:.3f}", f"{r:.3f}", str(s))
     Console().print(table)
     console.print(f"written {out / 'metrics.json'} and {out / 'confusion.png'}")
@@ -138,7 +181,7 @@ def predict(
     with out.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "class", *[f"p_{c}" for c in saved.class_names]])
-        for f, p in zip(files, probs):
+        for f, p in zip(files, probs, strict=False):
             writer.writerow([str(f), saved.class_names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
     console.print(f"{len(files)} predictions written to {out}")
 
@@ -167,5 +210,5 @@ def main() -> None:
         raise
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m trusttango.cli
     main()

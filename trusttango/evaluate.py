@@ -77,7 +77,15 @@ def plot_confusion(evaluation: Evaluation, path: str | Path) -> Path:
     ax.set_yticklabels(evaluation.class_names)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_title(f"accuracy {evaluation.accuracy:.3f}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

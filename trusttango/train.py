@@ -156,7 +156,9 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epo
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: LabelledDataset, batch_size: int = 512, device: torch.device | None = None) -> float:
+def accuracy(
+    model: nn.Module, data: LabelledDataset, batch_size: int = 512, device: torch.device | None = None
+) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode; restores the previous mode)."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -216,8 +218,12 @@ def fit(
             for hook in hooks:
                 hook.epoch_end(state, record)
             state.history.records.append(record)
-            bar.update(task, status=f"loss {record.train_loss:.3f}" + (f" val {val_acc:.3f}" if val_acc is not None else ""))
-            if val_acc is not None and (state.history.best_val_accuracy is None or val_acc > state.history.best_val_accuracy):
+            bar.update(
+                task, status=f"loss {record.train_loss:.3f}" + (f" val {val_acc:.3f}" if val_acc is not None else "")
+            )
+            if val_acc is not None and (
+                state.history.best_val_accuracy is None or val_acc > state.history.best_val_accuracy
+            ):
                 state.history.best_val_accuracy, state.history.best_epoch, stale = val_acc, state.epoch, 0
                 if cfg.patience is not None:
                     best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
@@ -231,7 +237,9 @@ def fit(
     return state.history
 
 
-def _run_epoch(state: TrainState, hooks: Sequence[Hook], scheduler, start: float, bar: Progress, task) -> tuple[float, int]:
+def _run_epoch(
+    state: TrainState, hooks: Sequence[Hook], scheduler, start: float, bar: Progress, task
+) -> tuple[float, int]:
     """One pass over the loader; returns (sum of batch losses * batch size, examples seen)."""
     cfg = state.config
     state.model.train()

@@ -100,9 +100,7 @@ class Splits:
         return self.train.class_names
 
 
-def stratified_indices(
-    y: np.ndarray, fractions: tuple[float, ...], seed: int
-) -> list[np.ndarray]:
+def stratified_indices(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """Split row indices into parts of the given ``fractions``, stratified by label.
 
     Deterministic for a ``seed``. Each class is shuffled and cut at the same fractions, so
@@ -114,14 +112,12 @@ def stratified_indices(
     for label in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == label))
         cuts = np.round(np.cumsum(fractions)[:-1] * len(rows)).astype(int)
-        for part, chunk in zip(parts, np.split(rows, cuts)):
+        for part, chunk in zip(parts, np.split(rows, cuts), strict=False):
             part.append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def split(
-    ds: LabelledDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
-) -> Splits:
+def split(ds: LabelledDataset, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> Splits:
     """Deterministic stratified train / validation / test split of one dataset."""
     require(0 < val_fraction < 1 and 0 <= test_fraction < 1, "val/test fractions must lie in (0, 1)")
     train_fraction = 1.0 - val_fraction - test_fraction

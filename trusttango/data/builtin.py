@@ -99,7 +99,9 @@ def digits(seed: int = 0) -> Splits:
 
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]
-    ds = LabelledDataset(x, torch.from_numpy(bunch.target.astype(np.int64)), [str(i) for i in range(10)], "image", "digits")
+    ds = LabelledDataset(
+        x, torch.from_numpy(bunch.target.astype(np.int64)), [str(i) for i in range(10)], "image", "digits"
+    )
     return split(ds, 0.1, 0.2, seed)
 
 

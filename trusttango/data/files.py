@@ -116,7 +116,9 @@ def _open_or_none(path: Path, skip_corrupt: bool) -> Image.Image | None:
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         if skip_corrupt:
             return None
-        raise InputError(f"{path}: corrupt or unreadable image ({type(err).__name__}); use skip_corrupt to skip") from None
+        raise InputError(
+            f"{path}: corrupt or unreadable image ({type(err).__name__}); use skip_corrupt to skip"
+        ) from None
 
 
 def list_class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str, list[Path]]:
@@ -168,7 +170,7 @@ def load_image_folder(
         im.close()
     labels = torch.tensor([label for _, label, _ in opened], dtype=torch.long)
     counts = np.bincount(labels.numpy(), minlength=len(files))
-    empty = [n for n, c in zip(files, counts) if c == 0]
+    empty = [n for n, c in zip(files, counts, strict=False) if c == 0]
     require(not empty, f"{root}: class folder(s) {', '.join(empty)} have no readable images")
     return LabelledDataset(images_to_tensor(pixels), labels, list(files), "image", root.name)
 

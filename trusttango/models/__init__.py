@@ -1,5 +1,6 @@
 """The unified architecture, its building blocks, and model files."""
 
+from trusttango.models import audio, temporal, video  # noqa: F401  (register modalities and fusions)
 from trusttango.models.backbones import BACKBONES, register_backbone
 from trusttango.models.io import SavedModel, load_model, read_config, save_model
 from trusttango.models.layers import HalfHuberReLU

@@ -112,9 +112,14 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) 
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    require(not missing and not unexpected, f"{source}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    require(
+        not missing and not unexpected,
+        f"{source}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})",
+    )
     wrong = [k for k in expected if expected[k].shape != state[k].shape]
     if wrong:
         key = wrong[0]
-        raise InputError(f"{source}: weight {key} has shape {tuple(state[key].shape)}, config expects {tuple(expected[key].shape)}")
+        raise InputError(
+            f"{source}: weight {key} has shape {tuple(state[key].shape)}, config expects {tuple(expected[key].shape)}"
+        )
     model.load_state_dict(state)

@@ -97,8 +97,12 @@ class TabularPreprocess(nn.Module):
         features = cfg.input_shape[0]
         require(not rgb, f"backbone {cfg.backbone} takes images; tabular data needs backbone 'mlp'")
         self.out_channels = features
-        self.register_buffer("mean", torch.tensor(cfg.mean, dtype=torch.float32).expand(features).clone(), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.std, dtype=torch.float32).expand(features).clone(), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(cfg.mean, dtype=torch.float32).expand(features).clone(), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(cfg.std, dtype=torch.float32).expand(features).clone(), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.std)[:, :, None, None]

@@ -142,14 +142,21 @@ def evaluation(ctx: Context) -> Section:
     result = evaluate(ctx.model, ctx.splits.test)
     png = plot_confusion(result, ctx.figures / "confusion.png")
     t = ctx.config.thresholds.accuracy
-    rows = [[n, p, r, s] for n, p, r, s in zip(result.class_names, result.precision, result.recall, result.support)]
+    rows = [
+        [n, p, r, s]
+        for n, p, r, s in zip(result.class_names, result.precision, result.recall, result.support, strict=False)
+    ]
     ctx.record["evaluation"] = result.to_dict()
     return Section(
-        "evaluation", "Performance", "How well does it classify unseen data?",
-        headline=f"test accuracy {result.accuracy:.3f}", verdict=_verdict(result.accuracy, t),
-        threshold=f"threshold {t:.2f}", figures=[Figure(png, "Confusion matrix (rows: true class)")],
+        "evaluation",
+        "Performance",
+        "How well does it classify unseen data?",
+        headline=f"test accuracy {result.accuracy:.3f}",
+        verdict=_verdict(result.accuracy, t),
+        threshold=f"threshold {t:.2f}",
+        figures=[Figure(png, "Confusion matrix (rows: true class)")],
         tables=[("Per-class metrics", ["class", "precision", "recall", "support"], rows)],
-    )  # fmt: skip
+    )
 
 
 def insight(ctx: Context) -> Section:
@@ -170,12 +177,15 @@ def insight(ctx: Context) -> Section:
     best = min(rows, key=lambda r: r["deletion_game_area"])
     ctx.record["insight"] = rows
     return Section(
-        "insight", "Insight", "Why does it decide as it does, and which explanation is faithful?",
+        "insight",
+        "Insight",
+        "Why does it decide as it does, and which explanation is faithful?",
         headline=f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})",
         verdict="pass" if best["sanity_spearman"] < 0.5 else "warn",
         threshold="sanity: maps of a randomised model must differ (Spearman < 0.5)",
-        figures=figures, tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
-    )  # fmt: skip
+        figures=figures,
+        tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
+    )
 
 
 def robustness(ctx: Context) -> Section:
@@ -193,15 +203,22 @@ def robustness(ctx: Context) -> Section:
     ara_png = plot_ara({"model": result}, ctx.figures / "ara.png")
     t = ctx.config.thresholds.ara
     ctx.record["robustness"] = {"curves": [c.to_dict() for c in curves], "ara": result.to_dict()}
-    rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy)]
+    rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
     return Section(
-        "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
-        headline=f"ARA {result.ara:.4f}", verdict=_verdict(result.ara, t), threshold=f"threshold {t}",
+        "robustness",
+        "Robustness",
+        "Can it be fooled by small, deliberate changes to its input?",
+        headline=f"ARA {result.ara:.4f}",
+        verdict=_verdict(result.ara, t),
+        threshold=f"threshold {t}",
         text="Accuracy under PGD on correctly classified test images; ARA integrates the accuracy above chance "
         "over the minimum RMS perturbation (Woods et al. 2019).",
-        figures=[Figure(curve_png, "Accuracy vs attack budget"), Figure(ara_png, "Accuracy vs minimum RMS perturbation")],
+        figures=[
+            Figure(curve_png, "Accuracy vs attack budget"),
+            Figure(ara_png, "Accuracy vs minimum RMS perturbation"),
+        ],
         tables=[("Accuracy under PGD", ["norm", "eps", "accuracy"], rows)],
-    )  # fmt: skip
+    )
 
 
 def detection(ctx: Context) -> Section:
@@ -224,11 +241,15 @@ def detection(ctx: Context) -> Section:
     ctx.record["detection"] = [r.to_dict() for r in results]
     rows = [[r.attack, r.auc, r.precision, r.recall, r.fpr_at_95_recall] for r in results]
     return Section(
-        "detection", "Attack detection", "Would we notice an adversarial input?",
-        headline=f"AUC {unseen:.3f} on an unseen attack", verdict=_verdict(unseen, t), threshold=f"threshold {t}",
+        "detection",
+        "Attack detection",
+        "Would we notice an adversarial input?",
+        headline=f"AUC {unseen:.3f} on an unseen attack",
+        verdict=_verdict(unseen, t),
+        threshold=f"threshold {t}",
         figures=[Figure(png, "ROC of the local-spatial-entropy detector (fitted on FGSM)")],
         tables=[("Detection", ["attack", "AUC", "precision", "recall", "FPR at 95% recall"], rows)],
-    )  # fmt: skip
+    )
 
 
 def privacy(ctx: Context) -> Section:
@@ -249,11 +270,15 @@ def privacy(ctx: Context) -> Section:
     t = ctx.config.thresholds.membership_auc
     ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee}
     return Section(
-        "privacy", "Privacy", "Does the model leak who was in its training data?",
-        headline=f"membership AUC {result.auc:.3f}", verdict=_verdict(result.auc, t, higher_is_better=False),
-        threshold=f"threshold {t} (0.5 = no leakage)", text=f"{result.interpretation()}. {dp_text}",
+        "privacy",
+        "Privacy",
+        "Does the model leak who was in its training data?",
+        headline=f"membership AUC {result.auc:.3f}",
+        verdict=_verdict(result.auc, t, higher_is_better=False),
+        threshold=f"threshold {t} (0.5 = no leakage)",
+        text=f"{result.interpretation()}. {dp_text}",
         figures=[Figure(png, "ROC of the loss-threshold membership attack (Yeom et al. 2018)")],
-    )  # fmt: skip
+    )
 
 
 def fairness(ctx: Context) -> Section:
@@ -261,7 +286,9 @@ def fairness(ctx: Context) -> Section:
     section = Section("fairness", "Fairness", "Does it treat groups alike?")
     test = ctx.splits.test
     if not test.extra:
-        section.skipped = f"{test.name} has no group attributes (e.g. sex, race); audit a probe set or a table with them"
+        section.skipped = (
+            f"{test.name} has no group attributes (e.g. sex, race); audit a probe set or a table with them"
+        )
         return section
     from trusttango.fairness.subgroups import model_subgroups
 
@@ -280,9 +307,14 @@ def fairness(ctx: Context) -> Section:
 
 
 STAGES: list[tuple[str, Callable[[Context], Section]]] = [
-    ("genesis", genesis), ("evaluation", evaluation), ("insight", insight), ("robustness", robustness),
-    ("detection", detection), ("privacy", privacy), ("fairness", fairness),
-]  # fmt: skip
+    ("genesis", genesis),
+    ("evaluation", evaluation),
+    ("insight", insight),
+    ("robustness", robustness),
+    ("detection", detection),
+    ("privacy", privacy),
+    ("fairness", fairness),
+]
 
 
 def _prepare_out(out: Path, force: bool) -> None:

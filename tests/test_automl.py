@@ -1,0 +1,281 @@
+"""AutoDL pillar: ALC on hand-computed curves, the search space, the anytime runner on
+digits (budgets of seconds), pruning, ensembles, multi-objective, warm start, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from trusttango.automl import (
+    AnytimeSearch,
+    LearningCurve,
+    alc,
+    make_sampler,
+    masked,
+    meta_features,
+    nauc,
+    open_storage,
+    space_for,
+    suggest,
+    time_transform,
+    to_configs,
+)
+from trusttango.errors import InputError
+from trusttango.models import build_model, config_for
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # budgets of seconds: no thread oversubscription on a shared CPU
+L21 = math.log(21.0)  # log(1 + 1200 / 60)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Timed searches run on one intra-op thread (two threads on a busy 2-core box can be 40x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- NAUC and ALC (hand-computed)
+
+
+def test_nauc_hand_computed_two_classes():
+    y = np.array([0, 0, 1, 1])
+    p1 = np.array([0.1, 0.4, 0.35, 0.8])  # class 1: 3 of 4 (pos, neg) pairs ordered -> AUC 0.75
+    scores = np.stack([1 - p1, p1], 1)
+    assert nauc(y, scores) == pytest.approx(2 * 0.75 - 1)
+
+
+def test_nauc_ties_get_average_ranks():
+    y = np.array([1, 0, 0])
+    col = np.array([0.5, 0.5, 0.2])  # positive ties one negative (1/2), beats the other (1) -> 0.75
+    scores = np.stack([1 - col, col], 1)
+    # class 1: 0.75; class 0: positives {0.5, 0.8} vs negative 0.5: (0.5 + 1) / 2 = 0.75
+    assert nauc(y, scores) == pytest.approx(0.5)
+    assert roc_auc_score(y == 1, col) == pytest.approx(0.75)  # independent cross-check
+
+
+def test_nauc_skips_columns_without_positives_or_negatives(rng):
+    y = rng.integers(0, 2, 50)
+    scores = rng.random((50, 3))  # class 2 never occurs: skipped
+    expected = 2 * np.mean([roc_auc_score(y == k, scores[:, k]) for k in (0, 1)]) - 1
+    assert nauc(y, scores) == pytest.approx(expected)
+    onehot = np.stack([y == 0, y == 1, np.ones(50, bool)], 1)  # column 2 all positive: skipped
+    assert nauc(onehot, scores) == pytest.approx(expected)
+    assert nauc(np.zeros(5, int), rng.random((5, 2))) == 0.0  # no column qualifies
+
+
+def test_alc_step_integral_hand_computed():
+    a, b = math.log(2) / L21, math.log(6) / L21  # t = 60 s and 300 s
+    assert time_transform(60.0) == pytest.approx(a)
+    assert alc([60.0], [0.5]) == pytest.approx((1 - a) * 0.5)
+    assert alc([60.0, 300.0], [0.4, 0.8]) == pytest.approx((b - a) * 0.4 + (1 - b) * 0.8)
+    assert alc([0.0], [0.7]) == pytest.approx(0.7)
+    assert alc([], []) == 0.0
+
+
+def test_alc_drops_predictions_after_budget():
+    assert alc([60.0, 1300.0], [0.4, 0.9]) == pytest.approx(alc([60.0], [0.4]))
+    assert alc([30.0, 90.0], [0.5, 0.9], budget=60.0) == pytest.approx(alc([30.0], [0.5], budget=60.0))
+    curve = LearningCurve(budget=10.0)
+    y, p = np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert curve.add(2.0, y, p) == pytest.approx(1.0)
+    assert curve.add(11.0, y, p) is None
+    assert curve.times == [2.0]
+    assert curve.alc == pytest.approx(1 - math.log1p(2 / 60) / math.log1p(10 / 60))
+
+
+def test_learning_curve_png(tmp_path):
+    curve = LearningCurve(budget=100.0, times=[5.0, 40.0], scores=[0.3, 0.7])
+    path = curve.plot(tmp_path / "lc.png", title="toy")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------- search space
+
+
+def test_space_defaults_from_data_and_valid_models(digits):
+    space = space_for(digits.train)
+    assert space.side == 8 and space.modality == "image" and space.fusions == ("none",)
+    model_opts, train_opts = to_configs(space.default, space)
+    assert model_opts["backbone"] == "small_cnn" and model_opts["input_size"] == 8
+    sampler = optuna.samplers.RandomSampler(seed=1)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(6):  # every sampled point builds a model that runs on the data
+        model_opts, train_opts = to_configs(suggest(study.ask(), space), space)
+        assert model_opts["input_size"] <= 64
+        model = build_model(config_for(digits.train.input_shape, 10, **model_opts), seed=0).eval()
+        assert model(digits.test.x[:2]).shape == (2, 10)
+    with pytest.raises(InputError, match="unknown backbone"):
+        space_for(digits.train, backbones=("nope",))
+
+
+def test_samplers_and_bad_names():
+    assert isinstance(make_sampler("evolution", 0), optuna.samplers.NSGAIISampler)
+    assert isinstance(make_sampler("cmaes", 0), optuna.samplers.CmaEsSampler)
+    with pytest.raises(InputError, match="unknown sampler"):
+        make_sampler("grid", 0)
+    with pytest.raises(InputError, match="single-objective"):
+        make_sampler("cmaes", 0, multi_objective=True)
+
+
+def test_storage_that_cannot_connect_hides_password():
+    url = "postgresql://alice:s3cret@127.0.0.1:1/studies"
+    with pytest.raises(InputError) as err:
+        open_storage(url)
+    message = str(err.value)
+    assert "s3cret" not in message and "127.0.0.1:1/studies" in message and "\n" not in message
+    assert masked(url) == "postgresql://alice:***@127.0.0.1:1/studies"
+
+
+# ---------------------------------------------------------------- the anytime runner
+
+
+@pytest.fixture(scope="module")
+def digits_search(digits, tmp_path_factory):
+    """One real 12-second TPE search on digits, stored in an SQLite file."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('automl') / 'study.db'}"
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 4))
+    search = AnytimeSearch(digits, budget_s=12.0, sampler="tpe", storage=url, space=space, top_k=3)
+    return search, search.run(), url
+
+
+def test_runner_is_anytime_and_honours_budget(digits_search):
+    search, result, _ = digits_search
+    curve = result.curve
+    assert len(curve.times) >= 1 and all(t <= 12.0 for t in curve.times)
+    assert curve.times == sorted(curve.times)
+    assert result.elapsed_s < 12.0 + 6.0  # the run stops by itself (one epoch + test prediction of slack)
+    assert result.best is not None and result.trials_run >= 1
+    assert curve.scores[-1] > 0.8  # NAUC of the best prediction on real digits
+    assert 0 < curve.alc < curve.scores[-1]
+
+
+def test_every_trial_is_stored(digits_search):
+    _, result, url = digits_search
+    stored = optuna.load_study(study_name="automl", storage=url)
+    finished = [t for t in stored.trials if t.state.is_finished()]
+    assert len(finished) == len(result.study.trials) >= 1
+    assert stored.trials[0].params["backbone"] == "small_cnn"  # the enqueued fast default went first
+    assert stored.user_attrs["meta_features"]["classes"] == 10
+
+
+def test_ensemble_of_top_k(digits_search, digits):
+    from trusttango.automl import compare, ensemble_proba
+
+    _, result, _ = digits_search
+    report = compare(result.top, digits.test)
+    assert report["k"] == len(result.top) >= 1
+    assert report["single_test_accuracy"] > 0.5
+    probs = ensemble_proba(result.top, digits.test)
+    assert probs.shape == (len(digits.test), 10) and np.allclose(probs.sum(1).numpy(), 1, atol=1e-5)
+    assert report["trials"][0] == result.top[0].trial
+
+
+def test_pruning_from_learning_curve(digits):
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(3, 3), lr=(1e-4, 1.1e-4))
+    pruner = optuna.pruners.ThresholdPruner(lower=0.99)  # digits after one epoch is below 99 %
+    result = AnytimeSearch(digits, budget_s=4.0, sampler="random", space=space, pruner=pruner).run()
+    pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values]
+    assert pruned and all(len(t.intermediate_values) == 1 for t in pruned)  # stopped after its first epoch
+
+
+def test_multi_objective_pareto_front(digits, tmp_path):
+    from trusttango.automl.results import write_results
+
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 3))
+    search = AnytimeSearch(digits, budget_s=8.0, sampler="evolution", space=space, objective="accuracy+robustness")
+    result = search.run()
+    doc = write_results(result, digits, tmp_path, {"data": "digits", "budget_s": 8.0})
+    front = doc["pareto"]
+    assert front and all(0 <= r["fgsm_accuracy"] <= 1 for r in front)
+    values = [(r["val_accuracy"], r["fgsm_accuracy"]) for r in front]
+    for a in values:  # no front member dominates another
+        assert not any(b[0] >= a[0] and b[1] >= a[1] and b != a for b in values)
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "pareto.csv").exists()
+
+
+def test_fgsm_lowers_accuracy(digits_model, digits):
+    from trusttango.automl import fgsm_accuracy
+    from trusttango.train import accuracy
+
+    clean = accuracy(digits_model, digits.test.subset(np.arange(256)))
+    assert fgsm_accuracy(digits_model, digits.test, eps=0.1) < clean - 0.1
+
+
+def test_warm_start_enqueues_best_of_similar_study(digits, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 2))
+    first = AnytimeSearch(digits, budget_s=4.0, sampler="random", storage=url, study_name="a", space=space).run()
+    best = max((t for t in first.study.trials if t.values), key=lambda t: t.values[0])
+    second = AnytimeSearch(digits, 1e-3, "random", url, "b", space, warm_start=1).study()
+    waiting = [t for t in second.trials if t.state == optuna.trial.TrialState.WAITING]
+    assert best.params in [t.system_attrs["fixed_params"] for t in waiting]
+    assert len(waiting) == 1 + (best.params != space.default)  # the default first, then the similar study's best
+    features = meta_features(digits.train)
+    assert features["modality"] == "image" and features["balance"] > 0.99
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("trusttango"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=ONE_THREAD)
+
+
+def test_cli_automl_writes_loadable_model_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    base = ["automl", "--data", "digits", "--backbones", "small_cnn", "--max-epochs", "3", "--out", str(out)]
+    done = _cli(*base, "--budget", "10", "--sampler", "random")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "search.json").read_text())
+    assert doc["status"] == "ok" and 0 < doc["alc"] < 1 and doc["best"]["model"]["backbone"] == "small_cnn"
+    for name in ("trials.csv", "learning_curve.png", "learning_curve.json", "best_model/config.json"):
+        assert (out / name).exists(), name
+    evaluated = _cli("evaluate", str(out / "best_model"), "--data", "digits", "--out", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(doc["best"]["test_accuracy"])
+    before = doc["trials_in_study"]
+    resumed = _cli("automl", "--resume", "--out", str(out), "--budget", "6")
+    assert resumed.returncode == 0, resumed.stderr
+    again = json.loads((out / "search.json").read_text())
+    assert again["trials_in_study"] > before and again["best"]["val_accuracy"] >= doc["best"]["val_accuracy"]
+
+
+def test_cli_budget_too_small_writes_empty_record(tmp_path):
+    from typer.testing import CliRunner
+
+    from trusttango.cli import app
+
+    done = CliRunner().invoke(app, ["automl", "--data", "digits", "--budget", "0.001", "--out", str(tmp_path)])
+    assert isinstance(done.exception, InputError) and "too small" in str(done.exception)  # cli.main: exit status 2
+    doc = json.loads((tmp_path / "search.json").read_text())
+    assert doc["status"] == "empty" and doc["best"] is None and doc["alc"] == 0.0
+
+
+def test_diverging_trials_fail_without_ending_the_run(digits):
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 2), lr=(1e4, 2e4), optimizers=("sgd",))
+    result = AnytimeSearch(digits, budget_s=3.0, sampler="random", space=space).run()
+    failed = [t for t in result.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and "diverged" in failed[0].user_attrs["error"]
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "evolution"])
+def test_samplers_drive_a_real_search(digits, sampler):
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 1))
+    result = AnytimeSearch(digits, budget_s=5.0, sampler=sampler, space=space, prune=False).run()
+    states = [t.state for t in result.study.trials]
+    assert optuna.trial.TrialState.FAIL not in states and states.count(optuna.trial.TrialState.COMPLETE) >= 2

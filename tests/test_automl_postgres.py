@@ -1,0 +1,105 @@
+"""Two automl workers on different processes share one study through a real PostgreSQL
+server (started on 127.0.0.1 by the fixture, stopped in teardown): killing a worker loses
+no finished trial, and a rerun with the same storage resumes the study."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from trusttango.automl import open_storage
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.services
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the ``postgres`` user when we are root."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture
+def postgres_url():
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not bins:
+        pytest.skip("PostgreSQL server binaries missing: install the Debian package `postgresql` (apt-packages.txt)")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="tt-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", _free_port()
+    run = lambda *cmd: subprocess.run(_as_postgres([str(bindir / cmd[0]), *cmd[1:]]), check=True, capture_output=True)  # noqa: E731
+    run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres")
+    opts = f"-h 127.0.0.1 -p {port} -k {root}"
+    run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
+    try:
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "automl")
+        yield f"postgresql://postgres@127.0.0.1:{port}/automl"
+    finally:
+        run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker(out: Path, url: str, budget: float, seed: int, *extra: str) -> subprocess.Popen:
+    exe = str(Path(sys.executable).with_name("trusttango"))
+    args = ["automl", "--data", "digits", "--backbones", "small_cnn", "--max-epochs", "3", "--sampler", "random"]
+    args += ["--storage", url, "--study", "shared", "--out", str(out), "--budget", str(budget), "--seed", str(seed)]
+    return subprocess.Popen(
+        [exe, *args, *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD
+    )
+
+
+def _complete(url: str) -> dict[int, list[float]]:
+    study = optuna.load_study(study_name="shared", storage=open_storage(url))
+    return {t.number: t.values for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+
+
+def test_two_workers_share_a_study_survive_a_kill_and_resume(postgres_url, tmp_path):
+    a = _worker(tmp_path / "a", postgres_url, 40, 0)
+    time.sleep(3)  # let worker a create the study first
+    b = _worker(tmp_path / "b", postgres_url, 120, 1)
+    deadline = time.time() + 150
+    done: dict[int, list[float]] = {}
+    while time.time() < deadline and len(done) < 4:
+        time.sleep(1)
+        try:
+            done = _complete(postgres_url)
+        except KeyError:  # study not created yet
+            continue
+    assert len(done) >= 4, "workers finished too few trials"
+    b.send_signal(signal.SIGKILL)
+    b.wait(timeout=30)
+    _, err = a.communicate(timeout=200)
+    assert a.returncode == 0, err
+    after = _complete(postgres_url)
+    assert all(after.get(n) == v for n, v in done.items())  # no finished trial lost
+    study = optuna.load_study(study_name="shared", storage=open_storage(postgres_url))
+    assert len({t.user_attrs["worker"] for t in study.trials if t.number in done}) == 2  # both shared the study
+    exe = str(Path(sys.executable).with_name("trusttango"))
+    resumed = subprocess.run(
+        [exe, "automl", "--resume", "--out", str(tmp_path / "a"), "--budget", "6"],
+        cwd=ROOT, capture_output=True, text=True, timeout=200, env=ONE_THREAD,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    final = _complete(postgres_url)
+    assert len(final) > len(after) and all(final.get(n) == v for n, v in after.items())
+    states = [t.state for t in optuna.load_study(study_name="shared", storage=open_storage(postgres_url)).trials]
+    assert optuna.trial.TrialState.RUNNING not in states  # the killed worker's trial was failed by heartbeat

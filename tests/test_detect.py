@@ -1,0 +1,175 @@
+"""Local spatial entropy and adversarial-input detectors (SPECS 2) on real Fashion-MNIST attacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from skimage.filters.rank import entropy as skimage_entropy
+from sklearn.metrics import roc_auc_score
+
+from trusttango.errors import InputError
+from trusttango.models import SavedModel, build_model, config_for, save_model
+from trusttango.robust.attacks import FGSM
+from trusttango.robust.detector import (
+    EntropyDetector,
+    FeatureSqueezingDetector,
+    KernelDensityDetector,
+    adversarial_pairs,
+    evaluate_detector,
+    median_filter,
+    plot_roc,
+)
+from trusttango.robust.entropy import local_entropy, max_entropy, plot_entropy, to_levels
+
+
+def test_entropy_matches_skimage_rank_entropy():
+    """Interior pixels equal scikit-image's rank entropy (base 2) with a 3x3 footprint."""
+    response = torch.rand(3, 2, 20, 24, generator=torch.Generator().manual_seed(0)) - 0.5
+    for bins in (256, 16):
+        ours = local_entropy(response, window=3, bins=bins).numpy()
+        levels = to_levels(response, bins)[:, 0].numpy().astype(np.uint8)
+        for img, lev in zip(ours, levels, strict=True):
+            ref = skimage_entropy(lev, np.ones((3, 3), dtype=np.uint8))
+            np.testing.assert_allclose(img[1:-1, 1:-1], ref[1:-1, 1:-1], atol=1e-5)
+
+
+def test_entropy_bounds_zero_response_and_bad_input():
+    flat = local_entropy(torch.zeros(2, 3, 16, 16))
+    assert torch.isfinite(flat).all() and float(flat.abs().max()) == 0.0
+    noisy = local_entropy(torch.rand(2, 1, 16, 16), window=5, bins=256)
+    assert float(noisy.max()) <= max_entropy(5, 256) + 1e-5 and float(noisy.mean()) > 3.0
+    with pytest.raises(InputError, match="window"):
+        local_entropy(torch.rand(1, 1, 8, 8), window=4)
+    with pytest.raises(InputError, match="bins"):
+        local_entropy(torch.rand(1, 1, 8, 8), bins=1)
+    with pytest.raises(InputError, match="response"):
+        local_entropy(torch.rand(8, 8))
+
+
+def test_median_filter_matches_scipy():
+    from scipy.ndimage import median_filter as scipy_median
+
+    x = torch.rand(2, 3, 9, 11)
+    ref = scipy_median(x.numpy(), size=(1, 1, 3, 3), mode="mirror")
+    np.testing.assert_allclose(median_filter(x, 3).numpy(), ref, atol=1e-6)
+
+
+def _identity_response(model, x):
+    return x
+
+
+def test_detector_api_on_synthetic_maps(tmp_path, digits_model):
+    """With the input itself as 'response': smooth maps (clean) vs speckled maps (attacked)."""
+    gen = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(60, 1, 16, 16, generator=gen), 5, 1, 2)
+    speckled = smooth + 0.3 * torch.rand(60, 1, 16, 16, generator=gen)
+    det = EntropyDetector(digits_model, bins=32, responder=_identity_response)
+    with pytest.raises(InputError, match="before fit"):
+        det.score(smooth)
+    det.fit(smooth[:30], speckled[:30])
+    result = evaluate_detector(det, smooth[30:], speckled[30:], "speckle")
+    assert result.auc > 0.9 and result.recall > 0.8 and result.precision > 0.8
+    assert det.predict(speckled[30:]).mean() > det.predict(smooth[30:]).mean()
+    zeros = EntropyDetector(digits_model, responder=lambda model, x: torch.zeros_like(x)).statistics(smooth[:4])
+    assert np.isfinite(zeros).all() and float(np.abs(zeros).max()) == 0.0  # all-zero response: entropy 0, no NaN
+    other = build_model(config_for((1, 8, 8), 10, depth=2), seed=1)
+    det.model = other
+    with pytest.raises(InputError, match="different model"):
+        det.score(smooth)
+
+
+@pytest.fixture(scope="module")
+def fmnist_attacked(fmnist_model, fmnist_small):
+    """FGSM (eps 0.1) on 240 real test images: correctly classified clean inputs and their successful adversarials."""
+    test = fmnist_small.test
+    clean, adv = adversarial_pairs(fmnist_model, test.x[:240], test.y[:240], FGSM(fmnist_model, eps=0.1))
+    assert len(clean) >= 100  # the attack really flips most predictions
+    half = len(clean) // 2
+    return clean[:half], adv[:half], clean[half:], adv[half:]
+
+
+def test_entropy_detector_separates_real_attacks(fmnist_model, fmnist_attacked, tmp_path):
+    fit_clean, fit_adv, test_clean, test_adv = fmnist_attacked
+    det = EntropyDetector(fmnist_model, bins=32).fit(fit_clean, fit_adv)
+    result = evaluate_detector(det, test_clean, test_adv, "fgsm")
+    assert result.auc > 0.6, result
+    assert 0 < result.recall <= 1 and 0 < result.precision <= 1
+    both = torch.cat([test_clean[:3], test_adv[:3]])
+    png = plot_entropy(both, det.responder(fmnist_model, both), det.entropy(both), tmp_path / "entropy.png")
+    roc = plot_roc({"fgsm": (det.score(test_clean), det.score(test_adv))}, tmp_path / "roc.png")
+    assert png.stat().st_size > 5000 and roc.stat().st_size > 5000
+    loaded = EntropyDetector.load(det.save(tmp_path / "det.json"), fmnist_model)
+    np.testing.assert_allclose(loaded.score(test_clean), det.score(test_clean), atol=1e-6)
+    summary = EntropyDetector(fmnist_model, bins=32, summary=True).fit(fit_clean, fit_adv)
+    assert summary.coef.shape == (5,) and evaluate_detector(summary, test_clean, test_adv).auc > 0.6
+
+
+def test_baselines_on_the_same_data(fmnist_model, fmnist_small, fmnist_attacked):
+    fit_clean, fit_adv, test_clean, test_adv = fmnist_attacked
+    squeeze = FeatureSqueezingDetector(fmnist_model).fit(fit_clean, fit_adv)
+    ref = fmnist_small.train.subset(range(600))
+    density = KernelDensityDetector(fmnist_model, ref.x, ref.y, mc_samples=5).fit(fit_clean, fit_adv)
+    for det in (squeeze, density):
+        result = evaluate_detector(det, test_clean, test_adv, "fgsm")
+        assert result.auc > 0.6, (det.name, result)
+    raw = squeeze.statistics(torch.cat([test_clean, test_adv]))[:, 0]
+    labels = np.r_[np.zeros(len(test_clean)), np.ones(len(test_adv))]
+    assert roc_auc_score(labels, raw) > 0.6  # squeezing distance grows under attack, without any fitting
+
+
+def test_cli_detect_bad_input_exit_code(tmp_path, digits_model):
+    cfg = digits_model.config
+    model_dir = save_model(SavedModel(digits_model, cfg, [str(i) for i in range(10)]), tmp_path / "m")
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trusttango.cli",
+            "detect",
+            "score",
+            str(model_dir),
+            "digits",
+            "--detector",
+            str(tmp_path / "none.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "detector file not found" in missing.stderr
+
+
+def test_cli_detect_fit_and_score(tmp_path, digits_model):
+    from typer.testing import CliRunner
+
+    from trusttango.cli import app
+
+    model_dir = save_model(SavedModel(digits_model, digits_model.config, [str(i) for i in range(10)]), tmp_path / "m")
+    out = tmp_path / "det"
+    fitted = CliRunner().invoke(
+        app, ["detect", "fit", str(model_dir), "digits", "--out", str(out), "--n", "120", "--bins", "32"]
+    )
+    assert fitted.exit_code == 0, fitted.output
+    assert (out / "detector.json").exists() and (out / "roc.png").exists() and (out / "entropy.png").exists()
+    scored = CliRunner().invoke(
+        app,
+        [
+            "detect",
+            "score",
+            str(model_dir),
+            "digits",
+            "--detector",
+            str(out / "detector.json"),
+            "--out",
+            str(out),
+            "--n",
+            "80",
+            "--attacks",
+            "fgsm,deepfool",
+        ],
+    )
+    assert scored.exit_code == 0, scored.output
+    assert (out / "scores.json").exists() and (out / "roc_test.png").exists()

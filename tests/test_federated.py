@@ -1,0 +1,203 @@
+"""Federated learning: partitions, client update (the one loop), FedAvg weighting, FedSGD,
+DP accounting, secret-sharing average, model mismatch, bad input, and a Flower simulation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from trusttango.data.partition import label_matrix, partition, partition_indices, plot_label_distribution
+from trusttango.errors import InputError
+from trusttango.privacy.federated import FedConfig, simulate
+from trusttango.privacy.federated.client_app import local_update
+from trusttango.privacy.federated.config import build_global_model, load_partition, model_config
+from trusttango.privacy.federated.secagg import simulate_secagg
+from trusttango.privacy.federated.server_app import dp_epsilon
+from trusttango.privacy.secret_sharing import secure_average
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _covers(parts: list[np.ndarray], n: int) -> bool:
+    joined = np.concatenate(parts)
+    return len(joined) == n and len(np.unique(joined)) == n
+
+
+@pytest.mark.parametrize("scheme", ["iid", "shards", "dirichlet", "unbalanced"])
+def test_partitions_are_disjoint_and_cover_the_data(digits, scheme):
+    y = digits.train.y.numpy()
+    parts = partition_indices(y, 10, scheme, seed=1, alpha=0.3)
+    assert len(parts) == 10 and _covers(parts, len(y)) and min(len(p) for p in parts) >= 1
+
+
+def test_partition_label_skew_and_sizes(digits, tmp_path):
+    def classes_per_client(scheme, **kw):
+        counts = label_matrix(partition(digits.train, 20, scheme, seed=0, **kw))
+        return float((counts > 0).sum(1).mean()), counts.sum(1)
+
+    iid, _ = classes_per_client("iid")
+    shards, _ = classes_per_client("shards")  # 40 shards of ~31 sorted rows, 2 per client
+    skewed, _ = classes_per_client("dirichlet", alpha=0.1)
+    flat, _ = classes_per_client("dirichlet", alpha=100.0)
+    _, sizes = classes_per_client("unbalanced", unbalance=1.0)
+    assert iid == 10 and shards <= 4 and skewed < 6 < flat
+    assert sizes.max() > 3 * sizes.min()
+    png = plot_label_distribution(partition(digits.train, 20, "shards"), tmp_path / "labels.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_partition_bad_input(digits):
+    y = digits.train.y.numpy()
+    with pytest.raises(InputError, match="clients"):
+        partition_indices(y, len(y) + 1)
+    with pytest.raises(InputError, match="no data"):
+        partition_indices(y[:60], 50, "dirichlet", alpha=0.01)
+    with pytest.raises(InputError, match="scheme"):
+        partition_indices(y, 4, "random")
+    with pytest.raises(InputError, match="fraction"):
+        FedConfig(fraction=0.0)
+
+
+def _content(model_cfg, model, epochs=1, batch=10, lr=0.1) -> RecordDict:
+    config = {
+        "model": json.dumps(model_cfg.to_dict()),
+        "local-epochs": epochs,
+        "batch-size": batch,
+        "lr": lr,
+        "seed": 0,
+    }
+    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "config": ConfigRecord(config)})
+
+
+def test_fedsgd_client_takes_one_full_batch_gradient_step(digits):
+    """FedSGD: E = 1, B = inf -> w' = w - lr * grad L(w) over the client's whole data."""
+    data = digits.train.subset(np.arange(200))
+    model_cfg = model_config(FedConfig(), data)
+    model = build_global_model(model_cfg, seed=3)
+    reply = local_update(_content(model_cfg, model, batch=0, lr=0.1), data)
+    loss = torch.nn.functional.cross_entropy(model(data.x), data.y)
+    loss.backward()
+    new = reply["arrays"].to_torch_state_dict()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(new[name], p.detach() - 0.1 * p.grad, atol=1e-5, rtol=1e-4)
+    assert reply["metrics"]["num-examples"] == 200
+
+
+def test_fedavg_weights_by_client_sample_counts(digits):
+    """Flower's FedAvg over our client replies is sum_k n_k/n w_k (McMahan 2017, Alg. 1)."""
+    model_cfg = model_config(FedConfig(), digits.train)
+    model = build_global_model(model_cfg)
+    clients = partition(digits.train, 2, "unbalanced", seed=0)
+    replies = [local_update(_content(model_cfg, model), c) for c in clients]
+    avg = aggregate_arrayrecords(replies, "num-examples").to_torch_state_dict()
+    n = np.array([len(c) for c in clients], dtype=float)
+    for name in avg:
+        manual = sum(w * r["arrays"].to_torch_state_dict()[name] for w, r in zip(n / n.sum(), replies, strict=True))
+        torch.testing.assert_close(avg[name], manual.float(), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(replies[0]["arrays"].to_torch_state_dict()["head.weight"], avg["head.weight"])
+
+
+def test_client_refuses_a_mismatched_model(digits):
+    data = digits.train.subset(np.arange(50))
+    model_cfg = model_config(FedConfig(), data)
+    model_cfg.num_classes = 5
+    with pytest.raises(InputError, match="5 classes"):
+        local_update(_content(model_cfg, build_global_model(model_cfg)), data)
+    wide = model_config(FedConfig(width=1.0), data)
+    content = _content(model_config(FedConfig(), data), build_global_model(wide))
+    with pytest.raises(InputError, match="do not match"):
+        local_update(content, data)
+
+
+def test_dp_epsilon_grows_with_rounds_and_shrinks_with_noise():
+    base = dict(clients=100, fraction=0.1)
+    eps = dp_epsilon(FedConfig(rounds=50, dp_noise=1.0, **base))
+    assert 0 < dp_epsilon(FedConfig(rounds=10, dp_noise=1.0, **base)) < eps
+    assert dp_epsilon(FedConfig(rounds=50, dp_noise=2.0, **base)) < eps
+
+
+def test_secret_sharing_average_grade():
+    grades = [np.array([2.3, 1.0]), np.array([1.7, 4.0]), np.array([3.0, 5.0]), np.array([1.3, 2.0])]
+    result = secure_average(grades, seed=0)
+    np.testing.assert_allclose(result.average, np.mean(grades, axis=0), atol=1e-6)
+    # every party's published sum and every share looks random: none equals an encoded grade
+    encoded = {int(round(g * 1e6)) for row in grades for g in row}
+    assert not encoded & {v for p in result.published for v in p}
+    # n-1 shares of party 0's grade do not reveal it; all n do
+    shares0 = result.shares[0]
+    partial = sum(s[0] for s in shares0[1:]) % (2**61 - 1)
+    assert partial != int(round(2.3 * 1e6)) and sum(s[0] for s in shares0) % (2**61 - 1) == int(round(2.3 * 1e6))
+    assert secure_average(grades, seed=1).published != result.published
+    with pytest.raises(InputError, match="at least 2"):
+        secure_average([np.array([1.0])])
+
+
+def test_cli_rejects_bad_federated_input(tmp_path):
+    cli = [sys.executable, "-m", "trusttango.cli", "federated", "--out", str(tmp_path)]
+    bad = subprocess.run([*cli, "--fraction", "1.5"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "fraction" in bad.stderr
+    many = subprocess.run(
+        [*cli, "--data", "digits", "--clients", "5000"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert many.returncode == 2 and "clients" in many.stderr
+
+
+@pytest.mark.slow
+def test_flower_simulation_fedavg_learns(tmp_path):
+    """Flower simulation engine (Ray), 4 digits clients, C = 0.5, 3 rounds."""
+    cfg = FedConfig(
+        data="digits", workdir=str(tmp_path), clients=4, fraction=0.5, rounds=3, local_epochs=2, min_clients=2
+    )
+    history = simulate(cfg)
+    assert [r.round for r in history.rounds] == [0, 1, 2, 3]
+    model_bytes = sum(
+        p.numel() * 4 for p in build_global_model(model_config(cfg, _digits_test(tmp_path))).state_dict().values()
+    )
+    for r in history.rounds[1:]:  # 2 models down, 2 up (serialised arrays: raw bytes + small headers)
+        assert r.clients == 2 and r.bytes_down == r.bytes_up and 2 * model_bytes <= r.bytes_down < 2.1 * model_bytes
+    assert history.rounds[-1].accuracy > history.rounds[0].accuracy + 0.2
+    assert (tmp_path / "history.png").exists() and (tmp_path / "partition.png").exists()
+
+
+@pytest.mark.slow
+def test_secagg_plus_aggregate_equals_plain_fedavg(tmp_path):
+    """SecAgg+: the strategy only ever sees the unmasked sum, equal to plain n_k-weighted FedAvg
+    of the same client updates up to quantisation (and thread-order float) error."""
+    cfg = FedConfig(data="digits", workdir=str(tmp_path), clients=3, fraction=1.0, rounds=1, min_clients=3)
+    strategy = simulate_secagg(cfg)
+    assert strategy.distinct_updates == [1]
+    test = _digits_test(tmp_path)
+    model_cfg = model_config(cfg, test)
+    start = build_global_model(model_cfg, seed=0)
+    clients = [load_partition(str(tmp_path / f"client_{k}.npz")) for k in range(3)]
+    updates = [local_update(_content(model_cfg, start), c)["arrays"].to_torch_state_dict() for c in clients]
+    n = np.array([len(c) for c in clients], dtype=float) / sum(len(c) for c in clients)
+    for (name, w0), secure in zip(start.state_dict().items(), strategy.final, strict=True):
+        plain = sum(w * u[name] for w, u in zip(n, updates, strict=True)).numpy()
+        step = np.abs(plain - w0.numpy()).max()
+        assert np.abs(secure - plain).max() < max(0.01, 0.1 * step)
+
+
+def _digits_test(folder: Path):
+    return load_partition(str(folder / "test.npz"))
+
+
+@pytest.mark.slow
+def test_dp_fedavg_simulation_reports_epsilon(tmp_path):
+    """Flower's server-side fixed-clipping DP wrapper in a run; (epsilon, delta) recorded."""
+    cfg = FedConfig(
+        data="digits", workdir=str(tmp_path), clients=4, fraction=1.0, rounds=2, min_clients=4, dp_noise=0.3
+    )
+    history = simulate(cfg)
+    assert len(history.rounds) == 3 and all(r.clients == 4 for r in history.rounds[1:])
+    assert history.epsilon == pytest.approx(dp_epsilon(cfg)) and 0 < history.epsilon < float("inf")
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["epsilon"] == history.epsilon and saved["delta"] == 1e-5

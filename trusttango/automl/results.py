@@ -1,0 +1,113 @@
+"""What a search writes to its output folder: the best model (a normal model directory),
+the trial table (CSV), the learning curve (PNG + JSON with the ALC), the Pareto front of a
+multi-objective run (CSV + PNG), and ``search.json`` with everything needed to reproduce
+the winner (or a valid empty-result record when no model was trained in time)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+
+from trusttango.automl.ensemble import compare
+from trusttango.automl.runner import SearchResult, Snapshot
+from trusttango.data.base import Splits
+from trusttango.evaluate import evaluate
+from trusttango.models import SavedModel, save_model
+
+SEARCH_JSON = "search.json"
+
+
+def saved_model(best: Snapshot, splits: Splits, settings: dict) -> SavedModel:
+    """The winner as a :class:`SavedModel` with its test accuracy and search provenance."""
+    model = best.model()
+    meta = {
+        "seed": best.train["seed"],
+        "data": settings.get("data", splits.train.name.split("/")[0]),
+        "train": best.train,
+        "automl": {"trial": best.trial, "params": best.params, "val_accuracy": best.val_accuracy},
+        "metrics": {"test_accuracy": evaluate(model, splits.test).accuracy},
+    }
+    return SavedModel(model, best.config, splits.class_names, meta)
+
+
+def pareto_front(result: SearchResult) -> list[dict]:
+    """Non-dominated trials of a multi-objective run: accuracy vs accuracy under FGSM."""
+    rows = [
+        {"trial": t.number, "val_accuracy": t.values[0], "fgsm_accuracy": t.values[1], "params": t.params}
+        for t in result.study.best_trials
+    ]
+    return sorted(rows, key=lambda r: -r["val_accuracy"])
+
+
+def plot_pareto(result: SearchResult, front: list[dict], path: Path) -> Path:
+    """PNG: every finished trial, the Pareto front highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="grey", label="trials")
+    ax.plot([r["val_accuracy"] for r in front], [r["fgsm_accuracy"] for r in front], "o-", c="C3", label="Pareto front")
+    ax.set(xlabel="validation accuracy", ylabel="accuracy under FGSM", title="accuracy vs robustness")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write_front(front: list[dict], out: Path) -> None:
+    with (out / "pareto.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["trial", "val_accuracy", "fgsm_accuracy", "params"])
+        for r in front:
+            accs = f"{r['val_accuracy']:.4f}", f"{r['fgsm_accuracy']:.4f}"
+            writer.writerow([r["trial"], *accs, json.dumps(r["params"])])
+
+
+def write_results(
+    result: SearchResult, splits: Splits, out: str | Path, settings: dict, previous_best: dict | None = None
+) -> dict:
+    """Write every output under ``out``; return the ``search.json`` document. A resumed run
+    keeps ``previous_best`` (and its model directory) unless it found a better model."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+    result.curve.plot(out / "learning_curve.png", title=settings.get("data", ""))
+    (out / "learning_curve.json").write_text(json.dumps(result.curve.to_dict(), indent=2))
+    improved = result.best is not None and (
+        previous_best is None or result.best.val_accuracy > previous_best["val_accuracy"]
+    )
+    doc: dict = {
+        **settings,
+        "status": "ok" if improved or previous_best else "empty",
+        "elapsed_s": result.elapsed_s,
+        "trials_run": result.trials_run,
+        "trials_in_study": len(result.study.trials),
+        "alc": result.curve.alc,
+        "best": previous_best,
+        "ensemble": compare(result.top, splits.test) if result.top else None,
+    }
+    if doc["status"] == "empty":
+        doc["message"] = f"budget {settings.get('budget_s')} s too small to train any model within it"
+    if improved:
+        saved = saved_model(result.best, splits, settings)
+        save_model(saved, out / "best_model")
+        doc["best"] = {
+            **saved.meta["automl"],
+            "test_accuracy": saved.meta["metrics"]["test_accuracy"],
+            "model": saved.config.to_dict(),
+            "train": result.best.train,
+        }
+    if result.multi_objective:
+        front = pareto_front(result)
+        doc["pareto"] = front
+        _write_front(front, out)
+        plot_pareto(result, front, out / "pareto.png")
+    (out / SEARCH_JSON).write_text(json.dumps(doc, indent=2, default=str))
+    return doc

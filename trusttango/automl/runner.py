@@ -1,0 +1,246 @@
+"""The anytime search runner (ChaLearn AutoDL 2019 protocol, SPECS section 1) on Optuna.
+
+One wall-clock budget T covers the whole run: each trial trains with the remaining time as
+its ``TrainConfig.budget_s``, and no trial starts after T. After every epoch of every trial
+a :class:`_TrialHook` (1) emits test-set predictions, time-stamped from the run's start,
+whenever validation accuracy beats the best so far (so the run has an ALC learning curve
+from its first minute; the first trial is a fast small default), and (2) reports the
+epoch's validation accuracy to Optuna's pruner, raising ``optuna.TrialPruned`` for hopeless
+learning curves. In multi-objective mode (NSGA-II; Deb et al. 2002) the objectives are
+validation accuracy and accuracy under an FGSM attack (Goodfellow et al. 2015).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+
+import optuna
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trusttango.automl.alc import T_DEFAULT, LearningCurve
+from trusttango.automl.space import SearchSpace, space_for, suggest, to_configs
+from trusttango.automl.storage import open_storage
+from trusttango.data.base import LabelledDataset, Splits
+from trusttango.errors import InputError, require
+from trusttango.evaluate import predict_proba
+from trusttango.models import ModelConfig, build_model, config_for
+from trusttango.train import Hook, TrainConfig, TrainState, fit
+from trusttango.workflow import channel_stats
+
+SAMPLERS = ("random", "tpe", "cmaes", "evolution")
+OBJECTIVES = ("accuracy", "accuracy+robustness")
+MIN_TRIAL_S = 1.0  # no trial starts with less time left than this
+
+
+def make_sampler(name: str, seed: int, multi_objective: bool = False) -> optuna.samplers.BaseSampler:
+    """``random`` | ``tpe`` | ``cmaes`` (categoricals fall back to independent sampling) | ``evolution`` (NSGA-II)."""
+    require(name in SAMPLERS, f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    require(not (multi_objective and name == "cmaes"), "sampler cmaes is single-objective; use evolution or tpe")
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=2, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+
+
+@dataclass
+class Snapshot:
+    """A trained model's weights (CPU) with what rebuilds and describes it."""
+
+    trial: int
+    val_accuracy: float
+    config: ModelConfig
+    train: dict
+    params: dict
+    state: dict[str, torch.Tensor]
+    found_s: float = 0.0  # seconds from the run's start
+
+    def model(self) -> nn.Module:
+        model = build_model(self.config, seed=None)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+@dataclass
+class SearchResult:
+    """What a run produced: the study, the learning curve, the best and top-k snapshots."""
+
+    study: optuna.Study
+    curve: LearningCurve
+    best: Snapshot | None
+    top: list[Snapshot]
+    elapsed_s: float
+    multi_objective: bool
+    trials_run: int = 0
+    robust: dict[int, float] = field(default_factory=dict)
+
+
+def fgsm_accuracy(model: nn.Module, data: LabelledDataset, eps: float, n: int = 256) -> float:
+    """Accuracy on the first ``n`` examples after one FGSM step x + eps * sign(grad_x CE), clipped to [0, 1]
+    (Goodfellow et al. 2015, eq. 3). Inline: ``trusttango.robust`` had no FGSM when this was written."""
+    device = next(model.parameters()).device
+    x, y = data.x[:n].to(device).clone().requires_grad_(True), data.y[:n].to(device)
+    grad = torch.autograd.grad(F.cross_entropy(model(x), y), x)[0]
+    with torch.no_grad():
+        adv = (x + eps * grad.sign()).clamp(0, 1)
+        return float((model(adv).argmax(1) == y).float().mean())
+
+
+class _TrialHook(Hook):
+    """Anytime emission of improved predictions and learning-curve pruning, after each epoch."""
+
+    def __init__(self, search: AnytimeSearch, trial: optuna.Trial, config: ModelConfig, train: dict, params: dict):
+        self.search, self.trial, self.config, self.train, self.params = search, trial, config, train, params
+        self.best: Snapshot | None = None
+
+    def epoch_end(self, state: TrainState, record) -> None:
+        acc = record.val_accuracy
+        if acc is None:
+            return
+        if self.best is None or acc > self.best.val_accuracy:
+            weights = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
+            found = self.search.budget_s - self.search.remaining()
+            self.best = Snapshot(self.trial.number, acc, self.config, self.train, self.params, weights, found)
+            self.search.observe(state.model, self.best)
+        if self.search.prune and not self.search.multi_objective:
+            self.trial.report(acc, state.epoch)
+            if self.trial.should_prune():
+                self.search.keep(self.best)
+                raise optuna.TrialPruned(f"val accuracy {acc:.4f} at epoch {state.epoch}")
+        if self.search.remaining() <= 0:
+            state.stop = True
+
+
+class AnytimeSearch:
+    """Search the unified architecture and its training for ``splits`` under budget ``budget_s``.
+
+    ``storage``: an SQLAlchemy URL or ``journal:PATH`` (see :mod:`trusttango.automl.storage`);
+    several processes sharing it and ``study_name`` share one study. ``objective``:
+    ``accuracy`` or ``accuracy+robustness`` (NSGA-II-style Pareto search; no pruning).
+    ``pruner``: default median pruning (Optuna's ``MedianPruner``) of the per-epoch validation accuracy.
+    """
+
+    def __init__(
+        self,
+        splits: Splits,
+        budget_s: float = T_DEFAULT,
+        sampler: str = "tpe",
+        storage: str = "sqlite:///:memory:",
+        study_name: str = "automl",
+        space: SearchSpace | None = None,
+        objective: str = "accuracy",
+        prune: bool = True,
+        top_k: int = 3,
+        fgsm_eps: float = 0.03,
+        warm_start: int = 0,
+        seed: int = 0,
+        device: str = "auto",
+        pruner: optuna.pruners.BasePruner | None = None,
+    ) -> None:
+        require(budget_s > 0, f"budget must be > 0 seconds, got {budget_s}")
+        require(objective in OBJECTIVES, f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        require(top_k >= 1, f"top_k must be >= 1, got {top_k}")
+        self.splits, self.budget_s, self.seed, self.device = splits, float(budget_s), seed, device
+        self.space = space or space_for(splits.train)
+        self.multi_objective = objective != "accuracy"
+        self.prune, self.top_k, self.fgsm_eps, self.warm_start = prune, top_k, fgsm_eps, warm_start
+        self.sampler_name, self.storage_url, self.study_name = sampler, storage, study_name
+        self.sampler = make_sampler(sampler, seed, self.multi_objective)
+        self.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        self.mean, self.std = channel_stats(splits.train)
+        self.start = time.perf_counter()
+        self.curve = LearningCurve(budget=self.budget_s)
+        self.best: Snapshot | None = None
+        self.top: list[Snapshot] = []
+        self.robust: dict[int, float] = {}
+        self.trials_run = 0
+
+    def remaining(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.start)
+
+    def observe(self, model: nn.Module, snap: Snapshot) -> None:
+        """A new epoch result: if it beats the run's best within T, emit time-stamped test predictions."""
+        if self.remaining() < 0 or (self.best is not None and snap.val_accuracy <= self.best.val_accuracy):
+            return
+        self.best = snap
+        probs = predict_proba(model, self.splits.test).numpy()
+        self.curve.add(time.perf_counter() - self.start, self.splits.test.y.numpy(), probs)
+
+    def keep(self, snap: Snapshot | None) -> None:
+        """Offer a trial's best snapshot to the top-k list (for the ensemble)."""
+        if snap is None or snap.found_s > self.budget_s:
+            return
+        self.top = sorted([*self.top, snap], key=lambda s: -s.val_accuracy)[: self.top_k]
+
+    def _objective(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        remaining = self.remaining()
+        if remaining < MIN_TRIAL_S:
+            trial.study.stop()
+            raise optuna.TrialPruned("time budget spent")
+        self.trials_run += 1
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        params = suggest(trial, self.space)
+        model_opts, train_opts = to_configs(params, self.space)
+        opts = {"mean": self.mean, "std": self.std, "modality": self.splits.train.modality, **model_opts}
+        cfg = config_for(self.splits.train.input_shape, self.splits.train.num_classes, **opts)
+        seed = self.seed + trial.number
+        tc = TrainConfig(**train_opts, budget_s=remaining, seed=seed, device=self.device, progress=False)
+        model = build_model(cfg, seed=tc.seed)
+        hook = _TrialHook(self, trial, cfg, asdict(tc), params)
+        try:
+            history = fit(model, self.splits.train, self.splits.val, tc, [hook])
+        except InputError as err:  # e.g. a sampled lr that makes training diverge: a failed trial, not a failed run
+            trial.set_user_attr("error", str(err))
+            self.keep(hook.best)
+            return (math.nan, math.nan) if self.multi_objective else math.nan
+        self.keep(hook.best)
+        trial.set_user_attr("epochs_run", len(history.records))
+        trial.set_user_attr("stopped", history.stopped)
+        if history.best_val_accuracy is None:
+            raise optuna.TrialPruned("the budget ran out before the first epoch ended")
+        acc = float(history.best_val_accuracy)
+        if not self.multi_objective:
+            return acc
+        robust = fgsm_accuracy(hook.best.model(), self.splits.val, self.fgsm_eps)  # the weights scored by ``acc``
+        self.robust[trial.number] = robust
+        return acc, robust
+
+    def study(self) -> optuna.Study:
+        """Create or load the shared study; the first trial of a new study is the fast default."""
+        directions = ["maximize", "maximize"] if self.multi_objective else ["maximize"]
+        storage = open_storage(self.storage_url)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=self.study_name,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
+        if not study.trials:
+            from trusttango.automl.meta import meta_features, warm_start
+
+            study.set_user_attr("meta_features", meta_features(self.splits.train))
+            study.enqueue_trial(self.space.default)
+            if self.warm_start:
+                warm_start(study, storage, self.warm_start)
+        return study
+
+    def run(self) -> SearchResult:
+        """Run trials until the budget is spent; return the :class:`SearchResult`."""
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = self.study()
+        self.start = time.perf_counter()
+        study.optimize(self._objective, timeout=max(self.budget_s - MIN_TRIAL_S, 1e-3), catch=(RuntimeError,))
+        elapsed = time.perf_counter() - self.start
+        return SearchResult(
+            study, self.curve, self.best, self.top, elapsed, self.multi_objective, self.trials_run, self.robust
+        )

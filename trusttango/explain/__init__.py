@@ -1,0 +1,35 @@
+"""Explanations: attribution maps, their quality metrics, and the heatmap helper (SPECS 3-5).
+
+Every method: ``Method(model, **options).attribute(inputs, target=None) -> Tensor`` shaped
+like ``inputs`` (Grad-CAM: ``(N, 1, H, W)``), ``target`` None = predicted class.
+"""
+
+from trusttango.explain.backward_rules import Deconvolution, GuidedBackprop
+from trusttango.explain.cam import GradCAM, GuidedGradCAM, conv_layers
+from trusttango.explain.compare import METHODS, compare_methods
+from trusttango.explain.gradient import InputXGradient, IntegratedGradients, Saliency, SmoothGrad
+from trusttango.explain.heatmap import to_heatmap
+from trusttango.explain.meaningful import MeaningfulPerturbation
+from trusttango.explain.metrics import deletion_game, deletion_insertion, pointing_game, randomisation_check
+from trusttango.explain.occlusion import Occlusion
+
+__all__ = [
+    "METHODS",
+    "compare_methods",
+    "deletion_game",
+    "deletion_insertion",
+    "pointing_game",
+    "randomisation_check",
+    "Deconvolution",
+    "GradCAM",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "InputXGradient",
+    "IntegratedGradients",
+    "MeaningfulPerturbation",
+    "Occlusion",
+    "Saliency",
+    "SmoothGrad",
+    "conv_layers",
+    "to_heatmap",
+]

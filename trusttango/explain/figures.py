@@ -1,0 +1,55 @@
+"""PNG figures: one row per method, panels ``input | heatmap | overlay`` (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _image(x: torch.Tensor):
+    img = x.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
+    return img[..., 0] if img.shape[2] == 1 else img
+
+
+def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
+    """Write ``input | heatmap | overlay`` for one image ``(C, H, W)`` and each method's ``(H, W)`` map."""
+    rows = len(heatmaps)
+    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    img = _image(x)
+    cmap = "gray" if img.ndim == 2 else None
+    for ax_row, (name, heat) in zip(axes, heatmaps.items(), strict=False):
+        h = heat.detach().cpu().numpy()
+        ax_row[0].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax_row[0].set_ylabel(name)
+        ax_row[1].imshow(h, cmap="inferno")
+        ax_row[2].imshow(img, cmap=cmap, vmin=0, vmax=1)
+        ax_row[2].imshow(h, cmap="jet", alpha=0.45)
+        for ax, label in zip(ax_row, ("input", "heatmap", "overlay"), strict=False):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], path: Path, title: str = "linear CKA") -> None:
+    """A labelled heatmap of a ``(len(rows), len(cols))`` matrix in [0, 1] (e.g. :func:`cka_matrix`)."""
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(cols), 1.0 + 0.5 * len(rows)))
+    im = ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="magma")
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

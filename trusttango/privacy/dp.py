@@ -1,0 +1,172 @@
+"""DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy", Algorithm 1) as a
+training :class:`~trusttango.train.Hook` over Opacus.
+
+Each step draws a Poisson lot (every example independently with rate ``q = L / N``),
+clips each per-example gradient to norm ``C``, sums, adds ``N(0, sigma^2 C^2 I)`` and
+divides by the expected lot size. The privacy loss is tracked by an RDP (Mironov 2017) or
+PRV (Gopi et al. 2021) accountant, reported as ``(epsilon, delta)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from opacus import PrivacyEngine
+from opacus.validators import ModuleValidator
+from torch import nn
+
+from trusttango.errors import InputError, require
+from trusttango.train import EpochRecord, Hook, TrainState
+
+ACCOUNTANTS = ("rdp", "prv", "gdp")
+GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch", "ew")
+log = logging.getLogger(__name__)
+# Opacus' per-step noise: harmless with inputs that need no gradient, and an alpha-range hint.
+warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+
+
+def make_dp_compatible(model: nn.Module) -> list[str]:
+    """Replace, in place, the layers DP-SGD cannot handle with Opacus' fixes (BatchNorm ->
+    GroupNorm, LSTM -> DPLSTM, ...) and return what was replaced. Raises :class:`InputError`
+    naming any layer Opacus still rejects."""
+    replaced: list[str] = []
+    device = next(model.parameters()).device
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            fixer = ModuleValidator.FIXERS.get(type(child))
+            if fixer is None:
+                walk(child, f"{prefix}{name}.")
+                continue
+            new = fixer(child).to(device)
+            setattr(module, name, new)
+            replaced.append(f"{prefix}{name}: {type(child).__name__} -> {type(new).__name__}")
+
+    walk(model, "")
+    for name, layer in model.named_modules():
+        validator = ModuleValidator.VALIDATORS.get(type(layer))
+        errors = validator(layer) if validator else []
+        if errors:
+            raise InputError(f"model: layer {name!r} ({type(layer).__name__}) is not supported by DP-SGD: {errors[0]}")
+    return replaced
+
+
+class DPSGD(Hook):
+    """Train with DP-SGD. Give either ``epsilon`` (the noise multiplier is calibrated so the
+    whole run spends exactly that budget) or ``noise_multiplier`` (sigma, fixed).
+
+    ``grad_sample_mode="ghost"`` uses ghost clipping (Li et al. 2022): per-example gradient
+    norms without materialising per-example gradients. After :func:`~trusttango.train.fit`
+    the per-epoch ``epsilon`` is in each record's ``extra``; :meth:`meta` gives the guarantee.
+    """
+
+    def __init__(
+        self,
+        epsilon: float | None = None,
+        delta: float | None = None,
+        max_grad_norm: float = 1.0,
+        noise_multiplier: float | None = None,
+        accountant: str = "rdp",
+        grad_sample_mode: str = "hooks",
+    ) -> None:
+        require((epsilon is None) != (noise_multiplier is None), "dp: give exactly one of epsilon or noise_multiplier")
+        require(epsilon is None or epsilon > 0, f"epsilon must be > 0, got {epsilon}")
+        require(
+            noise_multiplier is None or noise_multiplier > 0, f"noise_multiplier must be > 0, got {noise_multiplier}"
+        )
+        require(delta is None or 0 < delta < 1, f"delta must lie in (0, 1), got {delta}")
+        require(max_grad_norm > 0, f"max_grad_norm must be > 0, got {max_grad_norm}")
+        require(accountant in ACCOUNTANTS, f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
+        require(grad_sample_mode in GRAD_SAMPLE_MODES, f"unknown grad_sample_mode {grad_sample_mode!r}")
+        self.epsilon, self.delta, self.max_grad_norm = epsilon, delta, max_grad_norm
+        self.noise_multiplier, self.accountant, self.grad_sample_mode = noise_multiplier, accountant, grad_sample_mode
+        self.engine: PrivacyEngine | None = None
+        self.sample_rate: float | None = None
+        self.replaced: list[str] = []
+        self.steps = 0
+        self._wrapped: nn.Module | None = None
+
+    def setup(self, state: TrainState) -> None:
+        n = len(state.loader.dataset)
+        if self.delta is None:
+            self.delta = min(1e-5, 0.1 / n)
+        if self.delta >= 1 / n:
+            warnings.warn(f"delta={self.delta} >= 1/N={1 / n:.2g}: the guarantee is meaningless", stacklevel=2)
+        self.replaced = make_dp_compatible(state.model)
+        if self.replaced:
+            log.warning("DP-SGD: made the model DP-compatible: %s", ", ".join(self.replaced))
+        optimizer = state.optimizer  # fresh (no state yet): re-point it at the fixed model's parameters
+        optimizer.param_groups = []
+        optimizer.add_param_group({"params": [p for p in state.model.parameters() if p.requires_grad]})
+        self.engine = PrivacyEngine(accountant=self.accountant)
+        common = dict(
+            module=state.model,
+            optimizer=optimizer,
+            data_loader=state.loader,
+            criterion=state.criterion,
+            max_grad_norm=self.max_grad_norm,
+            poisson_sampling=True,
+            grad_sample_mode=self.grad_sample_mode,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
+            if self.epsilon is not None:
+                out = self.engine.make_private_with_epsilon(
+                    **common, target_epsilon=self.epsilon, target_delta=self.delta, epochs=state.config.epochs
+                )
+            else:
+                out = self.engine.make_private(**common, noise_multiplier=self.noise_multiplier)
+        if self.grad_sample_mode == "ghost":
+            state.model, state.optimizer, state.criterion, state.loader = out
+        else:
+            state.model, state.optimizer, state.loader = out
+        self._wrapped = state.model
+        self.noise_multiplier = state.optimizer.noise_multiplier
+        self.sample_rate = 1 / len(state.loader)
+
+    def spent(self) -> float:
+        """Epsilon spent so far at :attr:`delta` (0 before the first step)."""
+        require(self.engine is not None, "dp: the hook has not been set up by fit()")
+        return float(self.engine.get_epsilon(self.delta)) if self.engine.accountant.history else 0.0
+
+    def epoch_end(self, state: TrainState, record: EpochRecord) -> None:
+        self.steps = state.step
+        record.extra["epsilon"] = self.spent()
+
+    def release(self) -> None:
+        """Remove Opacus' hooks from the trained model (idempotent); it is then a plain module."""
+        if self._wrapped is not None and hasattr(self._wrapped, "_close"):
+            self._wrapped._close()
+        self._wrapped = None
+
+    def meta(self) -> dict:
+        self.release()
+        return {
+            "privacy": {
+                "epsilon": self.spent(),
+                "delta": self.delta,
+                "accountant": self.accountant,
+                "noise_multiplier": self.noise_multiplier,
+                "max_grad_norm": self.max_grad_norm,
+                "sample_rate": self.sample_rate,
+                "steps": self.steps,
+                "replaced_layers": self.replaced,
+            }
+        }
+
+
+def dp_hook_from_cli(
+    epsilon: float, delta: float, max_grad_norm: float, noise_multiplier: float, accountant: str
+) -> DPSGD:
+    """The :class:`DPSGD` hook for ``trusttango train --dp`` (0 means "not given")."""
+    require(epsilon >= 0, f"--epsilon must be > 0, got {epsilon}")
+    require(epsilon > 0 or noise_multiplier > 0, "--dp needs --epsilon > 0 or --noise-multiplier > 0")
+    return DPSGD(
+        epsilon=epsilon or None,
+        delta=delta or None,
+        max_grad_norm=max_grad_norm,
+        noise_multiplier=None if epsilon else noise_multiplier,
+        accountant=accountant,
+    )

@@ -1,0 +1,82 @@
+"""The Flower ClientApp: local training of the global model with the one loop :func:`fit`.
+
+A client (McMahan et al. 2017, Algorithm 1, ``ClientUpdate``) receives the global weights,
+the model config and (E, B, lr), runs E epochs of minibatch SGD on its own partition only,
+and returns its weights and ``num-examples`` n_k (the weight of its update in the average).
+Its data is the file named by the node config ``data-path`` (a real SuperNode), else
+``<partition-dir>/client_<partition-id>.npz`` (simulation).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from trusttango.data.base import LabelledDataset
+from trusttango.errors import InputError, require
+from trusttango.models import ModelConfig
+from trusttango.privacy.federated.config import build_global_model, load_partition
+from trusttango.train import TrainConfig, fit
+
+
+def client_data_path(node_config: dict, partition_dir: str | None) -> str:
+    """Where this node's partition lies (node config ``data-path`` wins)."""
+    if "data-path" in node_config:
+        return str(node_config["data-path"])
+    require(partition_dir is not None, "client: node config has no 'data-path' and the run has no partition-dir")
+    return str(Path(partition_dir) / f"client_{int(node_config['partition-id'])}.npz")
+
+
+def check_model(model_cfg: ModelConfig, data: LabelledDataset, arrays: ArrayRecord) -> dict[str, torch.Tensor]:
+    """The received weights as a state dict, or :class:`InputError` when the server's model
+    does not fit this client's data or the weights do not fit the model config."""
+    require(
+        tuple(model_cfg.input_shape) == tuple(data.input_shape) and model_cfg.num_classes == data.num_classes,
+        f"client: server model expects inputs {tuple(model_cfg.input_shape)} with {model_cfg.num_classes} classes, "
+        f"local data has {tuple(data.input_shape)} with {data.num_classes}",
+    )
+    state = arrays.to_torch_state_dict()
+    expected = {k: tuple(v.shape) for k, v in build_global_model(model_cfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        diff = sorted(set(got.items()) ^ set(expected.items()))[:3]
+        raise InputError(f"client: received weights do not match the model config (first differences: {diff})")
+    return state
+
+
+def local_update(content: RecordDict, data: LabelledDataset) -> RecordDict:
+    """ClientUpdate(k, w): E epochs of SGD with batch B on ``data`` from the global ``w``
+    (``content`` holds ``arrays`` and ``config``); returns the reply's records."""
+    config = content["config"]
+    model_cfg = ModelConfig.from_dict(json.loads(str(config["model"])))
+    model = build_global_model(model_cfg)
+    model.load_state_dict(check_model(model_cfg, data, content["arrays"]))
+    batch = int(config["batch-size"]) or len(data)
+    tc = TrainConfig(
+        epochs=int(config["local-epochs"]), batch_size=batch, optimizer="sgd", lr=float(config["lr"]),
+        momentum=0.0, weight_decay=0.0, schedule="constant", seed=int(config["seed"]), device="cpu", progress=False,
+    )  # fmt: skip
+    history = fit(model, data, None, tc)
+    loss = history.records[-1].train_loss
+    metrics = MetricRecord({"train-loss": loss, "num-examples": len(data), "unit-weight": 1})
+    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+
+
+def make_client_app(partition_dir: str | None = None) -> ClientApp:
+    """A ClientApp reading partitions from ``partition_dir`` (default: run config ``partition-dir``)."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        folder = partition_dir or context.run_config.get("workdir")
+        data = load_partition(client_data_path(dict(context.node_config), folder))
+        return Message(content=local_update(msg.content, data), reply_to=msg)
+
+    return app
+
+
+app = make_client_app()

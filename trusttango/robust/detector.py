@@ -1,0 +1,399 @@
+"""Adversarial-input detectors that leave the network unchanged.
+
+* :class:`EntropyDetector` — the seed's detector (Amirian et al. 2018, "Two to Trust" sec. 3,
+  SPECS 2): the mean local spatial entropy of the guided-backprop feature response of the
+  predicted class (optionally a few more statistics of the entropy image combined by a small
+  logistic model), thresholded on the ROC of clean vs attacked validation data.
+* :class:`FeatureSqueezingDetector` — Xu, Evans & Qi (NDSS 2018), eq. 1: the largest L1
+  distance between the prediction on ``x`` and on squeezed copies (bit-depth reduction,
+  median filter).
+* :class:`KernelDensityDetector` — Feinman et al. (2017), eqs. 1-2: kernel density of the
+  penultimate features under the predicted class, and Monte-Carlo dropout uncertainty,
+  combined by logistic regression.
+
+All share :class:`Detector`: ``fit(clean, adversarial)``, ``score`` (higher = more likely
+adversarial), ``predict`` (``score >= threshold``); a fingerprint of the model's weights is
+recorded at fit and checked at every use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+from torch import nn
+
+from trusttango.errors import InputError, require
+from trusttango.robust.entropy import local_entropy
+
+matplotlib.use("Agg")
+
+Responder = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+FORMAT = "trusttango-detector/1"
+
+
+def guided_response(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Feature response: the guided-backprop map of the predicted class w.r.t. ``x`` (SPECS 2)."""
+    from trusttango.explain import GuidedBackprop
+
+    return GuidedBackprop(model).attribute(x, target=None)
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's parameter and buffer names, shapes and values (16 hex digits)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _batches(x: torch.Tensor, batch_size: int):
+    require(isinstance(x, torch.Tensor) and x.ndim >= 2, "inputs: expected a tensor batch (N, ...)")
+    require(bool(torch.isfinite(x).all()), "inputs: contain NaN or infinite values")
+    return x.split(batch_size)
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, recall: float | None = None) -> float:
+    """Threshold on the ROC curve: the highest one reaching ``recall`` on adversarial inputs,
+    or (``recall=None``) the one maximising Youden's J = TPR - FPR."""
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    finite = np.isfinite(thresholds)
+    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
+    if recall is None:
+        return float(thresholds[np.argmax(tpr - fpr)])
+    return float(thresholds[np.argmax(tpr >= recall)])
+
+
+class Detector:
+    """Base class. Subclasses implement :meth:`statistics` ``x -> (N, F)`` numpy features;
+    one feature is used as is (oriented so adversarial scores higher), several are combined
+    by a standardised logistic regression."""
+
+    name = "detector"
+
+    def __init__(self, model: nn.Module, batch_size: int = 256) -> None:
+        require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        require(batch_size >= 1, f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = batch_size
+        self.fingerprint: str | None = None
+        self.threshold: float | None = None
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.coef: np.ndarray | None = None
+        self.intercept = 0.0
+
+    def statistics(self, x: torch.Tensor) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, clean: torch.Tensor, adversarial: torch.Tensor, recall: float | None = None) -> Detector:
+        """Fit the combination and the threshold on clean (label 0) vs adversarial (label 1) inputs."""
+        require(len(clean) >= 2 and len(adversarial) >= 2, "fit: need at least 2 clean and 2 adversarial inputs")
+        require(recall is None or 0 < recall <= 1, f"recall must lie in (0, 1], got {recall}")
+        feats = np.concatenate([self.statistics(clean), self.statistics(adversarial)])
+        labels = np.r_[np.zeros(len(clean)), np.ones(len(adversarial))]
+        self.mean, self.std = feats.mean(0), feats.std(0) + 1e-12
+        z = (feats - self.mean) / self.std
+        if feats.shape[1] == 1:
+            self.coef, self.intercept = np.array([1.0 if roc_auc_score(labels, z[:, 0]) >= 0.5 else -1.0]), 0.0
+        else:
+            logistic = LogisticRegression(C=1.0, max_iter=1000).fit(z, labels)
+            self.coef, self.intercept = logistic.coef_[0], float(logistic.intercept_[0])
+        self.fingerprint = model_fingerprint(self.model)
+        self.threshold = choose_threshold(labels, self._combine(feats), recall)
+        return self
+
+    def _combine(self, feats: np.ndarray) -> np.ndarray:
+        return ((feats - self.mean) / self.std) @ self.coef + self.intercept
+
+    def _check_fitted(self) -> None:
+        require(
+            self.threshold is not None, f"{self.name}: used before fit(); fit it on clean and adversarial data first"
+        )
+        current = model_fingerprint(self.model)
+        require(
+            current == self.fingerprint,
+            f"{self.name}: fitted on model {self.fingerprint}, applied to a different model {current}; refit it",
+        )
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        """Detection score per input (higher = more likely adversarial)."""
+        self._check_fitted()
+        return self._combine(self.statistics(x))
+
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        """Boolean flags: ``True`` where the input is judged adversarial."""
+        return self.score(x) >= self.threshold
+
+
+class EntropyDetector(Detector):
+    """Mean local spatial entropy of the feature response (seed "Two to Trust", sec. 3).
+
+    ``window`` and ``bins`` are the entropy's neighbourhood side and histogram bins
+    (:func:`~trusttango.robust.entropy.local_entropy`); ``summary=True`` adds the standard
+    deviation and quartiles of the entropy image, combined by a logistic model.
+    ``responder(model, x)`` gives the response (default: guided backprop of the predicted class).
+    """
+
+    name = "entropy detector"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        window: int = 3,
+        bins: int = 256,
+        summary: bool = False,
+        responder: Responder | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__(model, batch_size)
+        self.window, self.bins, self.summary = window, bins, summary
+        self.responder = responder or guided_response
+        local_entropy(torch.zeros(1, 1, window, window), window, bins)  # validates window and bins
+
+    def entropy(self, x: torch.Tensor) -> torch.Tensor:
+        """Entropy images (N, H, W) of the responses of ``x``."""
+        parts = [
+            local_entropy(self.responder(self.model, b.to(model_device(self.model))), self.window, self.bins)
+            for b in _batches(x, self.batch_size)
+        ]
+        return torch.cat(parts).cpu()
+
+    def statistics(self, x: torch.Tensor) -> np.ndarray:
+        flat = self.entropy(x).flatten(1)
+        if not self.summary:
+            return flat.mean(1, keepdim=True).numpy()
+        quartiles = torch.quantile(flat, torch.tensor([0.25, 0.5, 0.75]), dim=1).T
+        return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), quartiles], 1).numpy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector as JSON (settings, combination, threshold, fingerprint)."""
+        self._check_fitted()
+        document = {
+            "format": FORMAT, "window": self.window, "bins": self.bins, "summary": self.summary,
+            "fingerprint": self.fingerprint, "threshold": self.threshold, "mean": self.mean.tolist(),
+            "std": self.std.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
+        }  # fmt: skip
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model: nn.Module) -> EntropyDetector:
+        """Read a detector written by :meth:`save` for ``model`` (its fingerprint is checked at use)."""
+        path = Path(path)
+        require(path.is_file(), f"{path}: detector file not found")
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"{path}: corrupt JSON ({err})") from None
+        require(isinstance(doc, dict) and doc.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
+        detector = cls(model, doc["window"], doc["bins"], doc["summary"])
+        detector.fingerprint, detector.threshold, detector.intercept = (
+            doc["fingerprint"],
+            doc["threshold"],
+            doc["intercept"],
+        )
+        detector.mean, detector.std, detector.coef = (np.asarray(doc[k], dtype=float) for k in ("mean", "std", "coef"))
+        return detector
+
+
+def bit_depth(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Reduce [0, 1] inputs to ``bits`` bits per value (Xu et al. 2018, sec. 4.1)."""
+    levels = 2**bits - 1
+    return torch.round(x.clamp(0, 1) * levels) / levels
+
+
+def median_filter(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-channel ``size x size`` median filter with reflect padding (Xu et al. 2018, sec. 4.2)."""
+    n, c, h, w = x.shape
+    pad = size // 2
+    padded = F.pad(x, (pad, size - 1 - pad, pad, size - 1 - pad), mode="reflect")
+    patches = F.unfold(padded.reshape(n * c, 1, *padded.shape[-2:]), size)
+    return patches.median(1).values.view(n, c, h, w)
+
+
+class FeatureSqueezingDetector(Detector):
+    """Feature squeezing (Xu, Evans & Qi 2018), eq. 1: ``max_s ||p(x) - p(s(x))||_1`` over the
+    squeezers bit-depth reduction to ``bits`` bits and a ``median`` x ``median`` median filter."""
+
+    name = "feature squeezing"
+
+    def __init__(self, model: nn.Module, bits: int = 4, median: int = 3, batch_size: int = 256) -> None:
+        super().__init__(model, batch_size)
+        require(1 <= bits <= 8, f"bits must lie in [1, 8], got {bits}")
+        require(median >= 2, f"median must be >= 2, got {median}")
+        self.bits, self.median = bits, median
+
+    @torch.no_grad()
+    def statistics(self, x: torch.Tensor) -> np.ndarray:
+        out = []
+        self.model.eval()
+        for b in _batches(x, self.batch_size):
+            b = b.to(model_device(self.model))
+            p = torch.softmax(self.model(b), 1)
+            squeezed = [
+                torch.softmax(self.model(s), 1) for s in (bit_depth(b, self.bits), median_filter(b, self.median))
+            ]
+            out.append(torch.stack([(p - q).abs().sum(1) for q in squeezed]).amax(0).cpu())
+        return torch.cat(out).numpy()[:, None]
+
+
+def _penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Penultimate features: ``model.features(x)`` where the model has it, else the logits."""
+    return model.features(x) if hasattr(model, "features") else model(x)
+
+
+class KernelDensityDetector(Detector):
+    """Kernel density and Bayesian uncertainty (Feinman et al. 2017).
+
+    Density (eq. 1): ``log (1/|X_t|) sum_{x_i in X_t} exp(-||f(x) - f(x_i)||^2 / sigma^2)`` over the
+    clean ``reference`` examples of the predicted class ``t``; ``sigma`` defaults to the median
+    pairwise feature distance. Uncertainty (eq. 2): the variance of ``mc_samples`` Monte-Carlo
+    dropout predictions (zero for models without dropout). Both combined by logistic regression.
+    """
+
+    name = "kernel density"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        reference: torch.Tensor,
+        reference_labels: torch.Tensor,
+        bandwidth: float | None = None,
+        mc_samples: int = 20,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__(model, batch_size)
+        require(len(reference) == len(reference_labels) > 1, "reference: need >= 2 examples with one label each")
+        require(mc_samples >= 2, f"mc_samples must be >= 2, got {mc_samples}")
+        self.mc_samples = mc_samples
+        self.ref_features, _ = self._features(reference)
+        self.ref_labels = torch.as_tensor(reference_labels).long().cpu()
+        self.bandwidth = bandwidth or float(torch.pdist(self.ref_features[:1000]).median())
+
+    @torch.no_grad()
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features and predicted classes of ``x``."""
+        self.model.eval()
+        feats, preds = [], []
+        for b in _batches(x, self.batch_size):
+            b = b.to(model_device(self.model))
+            feats.append(_penultimate(self.model, b).cpu())
+            preds.append(self.model(b).argmax(1).cpu())
+        return torch.cat(feats), torch.cat(preds)
+
+    def _log_density(self, feats: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        kernel = -torch.cdist(feats, self.ref_features).square() / self.bandwidth**2
+        same = pred[:, None] == self.ref_labels[None, :]
+        counts = same.sum(1).clamp_min(1)
+        return torch.logsumexp(kernel.masked_fill(~same, -torch.inf), 1).clamp_min(-1e30) - counts.log()
+
+    @torch.no_grad()
+    def _uncertainty(self, x: torch.Tensor) -> torch.Tensor:
+        dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
+        out = []
+        try:
+            for m in dropouts:
+                m.train()
+            for b in _batches(x, self.batch_size):
+                b = b.to(model_device(self.model))
+                probs = torch.stack([torch.softmax(self.model(b), 1) for _ in range(self.mc_samples)])
+                out.append((probs.square().sum(2).mean(0) - probs.mean(0).square().sum(1)).cpu())
+        finally:
+            self.model.eval()
+        return torch.cat(out)
+
+    def statistics(self, x: torch.Tensor) -> np.ndarray:
+        feats, pred = self._features(x)
+        return torch.stack([-self._log_density(feats, pred), self._uncertainty(x)], 1).numpy()
+
+
+@dataclass
+class DetectionResult:
+    """Detection quality on one attack: adversarial inputs are the positive class."""
+
+    attack: str
+    auc: float
+    precision: float
+    recall: float
+    fpr_at_95_recall: float
+    n_clean: int
+    n_adversarial: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate_detector(
+    detector: Detector, clean: torch.Tensor, adversarial: torch.Tensor, attack: str = ""
+) -> DetectionResult:
+    """AUC, precision and recall at the fitted threshold, and FPR at 95 % recall."""
+    s_clean, s_adv = detector.score(clean), detector.score(adversarial)
+    labels = np.r_[np.zeros(len(s_clean)), np.ones(len(s_adv))]
+    scores = np.r_[s_clean, s_adv]
+    flagged = scores >= detector.threshold
+    tp = int((flagged & (labels == 1)).sum())
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return DetectionResult(
+        attack,
+        float(roc_auc_score(labels, scores)),
+        tp / max(1, int(flagged.sum())),
+        tp / len(s_adv),
+        float(fpr[np.argmax(tpr >= 0.95)]),
+        len(s_clean),
+        len(s_adv),
+    )
+
+
+def adversarial_pairs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean inputs the model classifies correctly and whose attacked copy it misclassifies,
+    with those copies (the usual protocol of Feinman et al. 2017 and Xu et al. 2018)."""
+    device = model_device(model)
+    model.eval()
+    x, y = x.to(device), torch.as_tensor(y).to(device)
+    x_adv = attack(x, y).detach()
+    with torch.no_grad():
+        keep = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) != y)
+    return x[keep].cpu(), x_adv[keep].cpu()
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "") -> Path:
+    """ROC PNG: one curve per name from ``(clean scores, adversarial scores)``, AUC in the legend."""
+    import matplotlib.pyplot as plt
+
+    require(len(curves) > 0, "plot_roc: no curves given")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, (s_clean, s_adv) in curves.items():
+        labels = np.r_[np.zeros(len(s_clean)), np.ones(len(s_adv))]
+        scores = np.r_[s_clean, s_adv]
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(
+        xlabel="false-positive rate", ylabel="true-positive rate (recall)", title=title or "adversarial detection ROC"
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
