@@ -67,9 +67,13 @@ def _worker(out: Path, url: str, budget: float, seed: int, *extra: str) -> subpr
     )
 
 
-def _complete(url: str) -> dict[int, list[float]]:
+def _finished(url: str) -> list[optuna.trial.FrozenTrial]:
     study = optuna.load_study(study_name="shared", storage=open_storage(url))
-    return {t.number: t.values for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _complete(url: str) -> dict[int, list[float]]:
+    return {t.number: t.values for t in _finished(url)}
 
 
 def test_two_workers_share_a_study_survive_a_kill_and_resume(postgres_url, tmp_path):
@@ -78,13 +82,16 @@ def test_two_workers_share_a_study_survive_a_kill_and_resume(postgres_url, tmp_p
     b = _worker(tmp_path / "b", postgres_url, 120, 1)
     deadline = time.time() + 150
     done: dict[int, list[float]] = {}
-    while time.time() < deadline and len(done) < 4:
+    workers: set[str] = set()
+    while time.time() < deadline and (len(done) < 4 or len(workers) < 2):
         time.sleep(1)
         try:
-            done = _complete(postgres_url)
+            finished = _finished(postgres_url)
         except KeyError:  # study not created yet
             continue
-    assert len(done) >= 4, "workers finished too few trials"
+        done = {t.number: t.values for t in finished}
+        workers = {t.user_attrs["worker"] for t in finished}
+    assert len(done) >= 4 and len(workers) == 2, f"workers finished too few trials ({len(done)}, by {workers})"
     b.send_signal(signal.SIGKILL)
     b.wait(timeout=30)
     _, err = a.communicate(timeout=200)
