@@ -97,3 +97,15 @@ def test_cli_config_file_and_errors(tmp_path, audited):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 2 and "--force" in proc.stderr
+
+
+def test_audit_with_a_short_search(tmp_path):
+    """Without --model the audit runs the AutoDL search first and reports its ALC and learning curve."""
+    cfg = AuditConfig(data="digits", out=tmp_path / "r", budget=40, n_explain=4, n_attack=40, n_membership=200)
+    run_audit(cfg, progress=False)
+    record = json.loads((tmp_path / "r" / "audit.json").read_text())
+    genesis = record["sections"][0]
+    assert genesis["key"] == "genesis" and not genesis["skipped"] and genesis["headline"].startswith("ALC")
+    assert 0 < record["results"]["genesis"]["alc"] <= 1 and record["results"]["genesis"]["trials"] >= 1
+    assert (tmp_path / "r" / "figures" / "learning_curve.png").stat().st_size > 1000
+    assert (tmp_path / "r" / "model" / "model.safetensors").exists()

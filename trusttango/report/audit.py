@@ -125,7 +125,7 @@ def genesis(ctx: Context) -> Section:
     require(result.best is not None, "the search budget was too small to train any model; raise --budget")
     ctx.saved = saved_model(result.best, ctx.splits, {"sampler": cfg.sampler, "budget_s": search.budget_s})
     save_model(ctx.saved, cfg.out / "model")
-    alc = result.curve.alc()
+    alc = result.curve.alc
     curve_png = result.curve.plot(ctx.figures / "learning_curve.png")
     section.figures.append(Figure(curve_png, "Anytime learning curve: NAUC of test predictions vs log-scaled time"))
     section.headline = f"ALC {alc:.3f} over {result.trials_run} trials"
@@ -165,7 +165,13 @@ def insight(ctx: Context) -> Section:
     from trusttango.explain.figures import save_overlays
 
     x, y = ctx.sample(ctx.config.n_explain)
-    methods = {"saliency": Saliency, "guided": GuidedBackprop, "gradcam": GradCAM, "integrated": IntegratedGradients}
+    methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated": IntegratedGradients}
+    note = ""
+    try:  # backward-rule methods are defined for ReLU networks only; they refuse others
+        GuidedBackprop(ctx.model).attribute(x[:1], target=y[:1])
+        methods["guided"] = GuidedBackprop
+    except InputError as err:
+        note = f"Guided backprop left out: {err}."
     maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
     figures = []
     for i in range(min(3, len(x))):
@@ -183,6 +189,7 @@ def insight(ctx: Context) -> Section:
         headline=f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})",
         verdict="pass" if best["sanity_spearman"] < 0.5 else "warn",
         threshold="sanity: maps of a randomised model must differ (Spearman < 0.5)",
+        text=note,
         figures=figures,
         tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
     )
@@ -229,7 +236,10 @@ def detection(ctx: Context) -> Section:
     x, y = ctx.sample(ctx.config.n_attack)
     half = len(x) // 2
     fit_clean, fit_adv = adversarial_pairs(ctx.model, x[:half], y[:half], FGSM(ctx.model, eps=0.1))
-    detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)
+    try:  # the feature response is guided backprop, defined for ReLU networks only
+        detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)
+    except InputError as err:
+        return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=str(err))
     results, curves = [], {}
     for name, attack in {"FGSM (seen)": FGSM(ctx.model, eps=0.1), "PGD (unseen)": PGD(ctx.model, eps=0.05)}.items():
         clean, adv = adversarial_pairs(ctx.model, x[half:], y[half:], attack)
