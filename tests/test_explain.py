@@ -196,3 +196,11 @@ def test_bad_inputs_are_refused(digits_model, batch):
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(InputError, match="NaN"):
         GuidedBackprop(digits_model).attribute(bad)
+
+
+def test_gradcam_works_under_no_grad(digits_model, digits):
+    """Callers such as evaluate() run under torch.no_grad(); Grad-CAM must still give the same maps."""
+    x = digits.test.x[:4]
+    expected = GradCAM(digits_model).attribute(x)
+    with torch.no_grad():
+        assert torch.allclose(GradCAM(digits_model).attribute(x), expected)

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 
 import optuna
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trusttango.automl.alc import T_DEFAULT, LearningCurve
@@ -84,14 +83,10 @@ class SearchResult:
 
 
 def fgsm_accuracy(model: nn.Module, data: LabelledDataset, eps: float, n: int = 256) -> float:
-    """Accuracy on the first ``n`` examples after one FGSM step x + eps * sign(grad_x CE), clipped to [0, 1]
-    (Goodfellow et al. 2015, eq. 3). Inline: ``trusttango.robust`` had no FGSM when this was written."""
-    device = next(model.parameters()).device
-    x, y = data.x[:n].to(device).clone().requires_grad_(True), data.y[:n].to(device)
-    grad = torch.autograd.grad(F.cross_entropy(model(x), y), x)[0]
-    with torch.no_grad():
-        adv = (x + eps * grad.sign()).clamp(0, 1)
-        return float((model(adv).argmax(1) == y).float().mean())
+    """Accuracy on the first ``n`` examples under one FGSM step (Goodfellow et al. 2015, eq. 3)."""
+    from trusttango.robust import FGSM, robust_accuracy
+
+    return robust_accuracy(FGSM(model, eps=eps), data.x[:n], data.y[:n])
 
 
 class _TrialHook(Hook):

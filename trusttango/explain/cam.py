@@ -45,7 +45,8 @@ def layer_gradcam(model: nn.Module, x: torch.Tensor, target: Target, layer: nn.M
     a = acts[0]
     require(isinstance(a, torch.Tensor) and a.dim() == 4, "layer: Grad-CAM needs a layer with (N, C, h, w) output")
     t = resolve_target(target, logits)
-    (grad,) = torch.autograd.grad(class_score(logits, t), a)
+    with torch.enable_grad():  # callers may run under no_grad (e.g. evaluate())
+        (grad,) = torch.autograd.grad(class_score(logits, t), a)
     alpha = grad.mean((2, 3), keepdim=True)
     return (alpha * a).sum(1, keepdim=True).clamp(min=0).detach()
 

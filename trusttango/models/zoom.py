@@ -108,10 +108,9 @@ class ZoomClassifier(nn.Module):
         """The global model's attention ``(N, H, W)`` on the input grid."""
         from trusttango.explain import GradCAM, GuidedBackprop
 
-        with torch.enable_grad():  # callers such as evaluate() run under no_grad
-            if self.attention == "gradcam":
-                return GradCAM(self.global_model).attribute(x)[:, 0]
-            response = GuidedBackprop(self.global_model).attribute(x).abs().amax(1, keepdim=True)
+        if self.attention == "gradcam":
+            return GradCAM(self.global_model).attribute(x)[:, 0]
+        response = GuidedBackprop(self.global_model).attribute(x).abs().amax(1, keepdim=True)
         return F.avg_pool2d(response, self.smooth, stride=1, padding=self.smooth // 2, count_include_pad=False)[:, 0]
 
     def boxes(self, x: torch.Tensor) -> torch.Tensor:
