@@ -109,3 +109,42 @@ def test_audit_with_a_short_search(tmp_path):
     assert 0 < record["results"]["genesis"]["alc"] <= 1 and record["results"]["genesis"]["trials"] >= 1
     assert (tmp_path / "r" / "figures" / "learning_curve.png").stat().st_size > 1000
     assert (tmp_path / "r" / "model" / "model.safetensors").exists()
+
+
+TIMINGS = ("seconds", "maps_per_s")
+
+
+def _figures(record: dict) -> dict:
+    """Every result and verdict of an audit record, without wall-clock timings."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in TIMINGS}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    verdicts = [(s["key"], s["headline"], s["verdict"], s["skipped"]) for s in record["sections"]]
+    return {"results": strip(record["results"]), "verdicts": verdicts}
+
+
+def test_same_seed_and_config_reproduce_the_figures(audited, tmp_path):
+    """Rerunning the audit with the same seed and config gives the same numbers and the same PNG pixels.
+
+    Same machine and thread count: CPU kernels are then deterministic. (A search under a wall-clock
+    budget is the exception: how many trials fit depends on the machine's speed, so its ALC is not.)
+    """
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    cfg = AuditConfig(
+        data="digits", model=audited.parent / "model", out=tmp_path / "again", n_explain=6, n_attack=60,
+        n_membership=300,
+    )  # fmt: skip
+    run_audit(cfg, progress=False)
+    first = json.loads((audited / "audit.json").read_text())
+    second = json.loads((tmp_path / "again" / "audit.json").read_text())
+    assert _figures(first) == _figures(second)
+    pngs = sorted(p.name for p in (audited / "figures").glob("*.png"))
+    assert len(pngs) >= 5 and pngs == sorted(p.name for p in (tmp_path / "again" / "figures").glob("*.png"))
+    for name in pngs:
+        a, b = mpimg.imread(audited / "figures" / name), mpimg.imread(tmp_path / "again" / "figures" / name)
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-6, name

@@ -12,6 +12,7 @@ Fashion-MNIST.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -345,6 +346,13 @@ def _check_model_fits(saved: SavedModel, splits: Splits) -> None:
     )
 
 
+def _seed_stage(seed: int, index: int) -> None:
+    """Seed every RNG a stage may use, per stage, so one stage's figures do not depend on another's draws."""
+    random.seed(seed + index)
+    np.random.seed(seed + index)
+    torch.manual_seed(seed + index)
+
+
 def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     """Run every stage and write ``index.html``, ``audit.json`` and figures into ``config.out``."""
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
@@ -352,13 +360,13 @@ def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     if config.model is not None:  # mismatches fail before any long work
         _check_model_fits(load_model(config.model), splits)
     _prepare_out(config.out, config.force)
-    torch.manual_seed(config.seed)
     ctx = Context(config, splits, config.out / "figures", time.perf_counter() + config.budget)
     sections = []
     columns = [TextColumn("[bold]audit"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("", total=len(STAGES))
-        for name, stage in STAGES:
+        for index, (name, stage) in enumerate(STAGES):
+            _seed_stage(config.seed, index)
             left = max(0.0, ctx.deadline - time.perf_counter())
             bar.update(task, description=f"{name} (budget left {left:.0f} s)")
             start = time.perf_counter()
