@@ -20,11 +20,12 @@ demo: setup
 	$(VENV)/bin/trusttango evaluate demo-out/model --data fashion-mnist --out demo-out/eval
 	$(VENV)/bin/trusttango audit --data fashion-mnist --budget 600 --out demo-out/report --force
 
+# one pytest worker per core; a test file stays on one worker (its module fixtures are built once)
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 test-full: setup
-	TRUSTTANGO_FULL=1 $(VENV)/bin/python -m pytest -q
+	TRUSTTANGO_FULL=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check trusttango tests benchmarks

@@ -3,20 +3,23 @@
 1. Attack throughput (examples/s) of our FGSM, PGD, C&W-L2 and DeepFool vs torchattacks on
    the same model and batch, as ratios (goal >= 1.0).
 2. ARA (Woods et al. 2019) and clean accuracy of a standard, an adversarially trained and a
-   Lipschitz-regularised (half-Huber) model (goal: Lipschitz ARA >= 5x standard, <= 5 points
+   Lipschitz-regularised model (goal: Lipschitz ARA >= 5x standard, <= 5 points
    of clean accuracy lost).
 
 Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 ARA images.
-Run: ``.venv/bin/python benchmarks/bench_robust.py``.
+Run: ``.venv/bin/python benchmarks/bench_robust.py [throughput] [ara]`` (both by default).
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchattacks
 
@@ -35,32 +38,43 @@ from trusttango.robust import (  # noqa: E402
     MinNormL2,
     ara,
 )
-from trusttango.train import TrainConfig, fit  # noqa: E402
+from trusttango.train import TrainConfig, accuracy, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 N_TRAIN, N_ARA, EPOCHS, BATCH = (55000, 1000, 8, 256) if FULL else (6000, 200, 4, 128)
 
 
-def _timed(fn, n: int) -> float:
-    start = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - start)
+def _rates(ours, theirs, x, y, reps: int) -> tuple[float, float]:
+    """Examples/s of each attack: best of ``reps`` interleaved runs (the CPU is shared, so take the least disturbed)."""
+    best = [float("inf"), float("inf")]
+    for rep in range(reps):
+        for i in (0, 1) if rep % 2 == 0 else (1, 0):  # alternate who goes first
+            attack = (ours, theirs)[i]
+            start = time.perf_counter()
+            attack(x, y)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return len(x) / best[0], len(x) / best[1]
 
 
 def throughput(model, x, y) -> list[list[object]]:
     eps, alpha = 0.03, 2 / 255
     pairs = {
-        "FGSM": (FGSM(model, eps=eps), torchattacks.FGSM(model, eps=eps)),
-        "PGD (10 steps)": (PGD(model, eps=eps, alpha=alpha, steps=10), torchattacks.PGD(model, eps=eps, alpha=alpha)),
+        "FGSM": (FGSM(model, eps=eps), torchattacks.FGSM(model, eps=eps), 5),
+        "PGD (10 steps)": (
+            PGD(model, eps=eps, alpha=alpha, steps=10),
+            torchattacks.PGD(model, eps=eps, alpha=alpha),
+            3,
+        ),
         "C&W-L2 (50 steps, 1 c)": (
             CarliniWagnerL2(model, steps=50, binary_steps=1),
             torchattacks.CW(model, c=1, steps=50),
+            3,
         ),
-        "DeepFool (50 steps)": (DeepFool(model, steps=50), torchattacks.DeepFool(model, steps=50)),
+        "DeepFool (50 steps)": (DeepFool(model, steps=50), torchattacks.DeepFool(model, steps=50), 1),
     }
     rows = []
-    for name, (ours, theirs) in pairs.items():
-        a, b = _timed(lambda: ours(x, y), len(x)), _timed(lambda: theirs(x, y), len(x))  # noqa: B023
+    for name, (ours, theirs, reps) in pairs.items():
+        a, b = _rates(ours, theirs, x, y, reps)
         rows.append([name, a, b, a / b])
     return rows
 
@@ -71,43 +85,64 @@ def trained(splits, hooks, activation="relu"):
     return model.eval()
 
 
-def main() -> None:
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+DEFENCES = {  # name -> (training hooks, activation) of the three models of the ARA figure
+    "standard": (list, "relu"),
+    "adversarial (FGSM-RS eps 0.1)": (lambda: [AdversarialTraining(eps=0.1, method="fgsm")], "relu"),
+    "Lipschitz (margin, ReLU)": (lambda: [LipschitzRegulariser(p_logit=0.0)], "relu"),
+}
+
+
+def _splits():
     splits = load_builtin("fashion-mnist", seed=0)
     if N_TRAIN < len(splits.train):
         idx, _ = stratified_indices(
             splits.train.y.numpy(), (N_TRAIN / len(splits.train), 1 - N_TRAIN / len(splits.train)), 0
         )
         splits.train = splits.train.subset(idx)
-    models = {
-        "standard": trained(splits, []),
-        "adversarial (PGD eps 0.1)": trained(splits, [AdversarialTraining(eps=0.1, steps=5)]),
-        "Lipschitz + half-Huber": trained(splits, [LipschitzRegulariser(psi=0.1, target_ce=0.4)], "half_huber"),
-    }
+    return splits
+
+
+def ara_row(name: str) -> list[object]:
+    """Train one model of the figure and measure its test accuracy and ARA (one process per model)."""
+    torch.set_num_threads(1)
+    splits = _splits()
+    hooks, activation = DEFENCES[name]
+    model = trained(splits, hooks(), activation)
     x, y = splits.test.x[:N_ARA], splits.test.y[:N_ARA]
-    rows = throughput(models["standard"], x[:BATCH], y[:BATCH])
-    append(
-        "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN)",
-        ["attack", "ours ex/s", "torchattacks ex/s", "ratio"],
-        rows,
-        f"batch {BATCH}; eps 0.03 L-inf; CPU shared with other jobs (contended), so absolute rates are noisy.",
-    )
-    ara_rows = []
-    for name, model in models.items():
-        r = ara(model, x, y, MinNormL2(model, steps=100))
-        ara_rows.append([name, r.clean_accuracy, r.ara])
-    base = ara_rows[0][2]
-    ara_rows = [[*row, row[2] / base] for row in ara_rows]
-    append(
-        "Robustness: ARA of standard / adversarial / Lipschitz models (Fashion-MNIST)",
-        ["model", "clean acc", "ARA", "ARA / standard"],
-        ara_rows,
-        f"{N_TRAIN} training images, {EPOCHS} epochs, ARA on {N_ARA} test images (DDN, 100 steps); "
-        "paper's CIFAR-10 pattern 0.0012 -> 0.0099 -> 0.0147. CPU contended.",
-    )
-    for row in rows + ara_rows:
-        print(row)
+    r = ara(model, x, y, MinNormL2(model, steps=100))
+    return [name, accuracy(model, splits.test), r.ara, float(np.median(r.deltas)), r.attack_success_rate]
+
+
+def main(parts: list[str]) -> None:
+    torch.set_num_threads(1)  # the CPU is shared; ratios, not absolute rates, are the figure
+    if "throughput" in parts:
+        splits = _splits()
+        x, y = splits.test.x[:BATCH], splits.test.y[:BATCH]
+        rows = throughput(trained(splits, []), x, y)
+        append(
+            "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN)",
+            ["attack", "ours ex/s", "torchattacks ex/s", "ratio"],
+            rows,
+            f"batch {BATCH}, one thread, best of interleaved repeats; eps 0.03 L-inf; CPU shared with ~6 other "
+            "engineers' jobs (load average ~15-25 on 2 cores), so absolute rates are low and noisy.",
+        )
+        print(*rows, sep="\n")
+    if "ara" in parts:
+        with ProcessPoolExecutor(len(DEFENCES), mp_context=mp.get_context("spawn")) as pool:
+            ara_rows = list(pool.map(ara_row, DEFENCES))
+        base = ara_rows[0][2]
+        ara_rows = [[*row, row[2] / base] for row in ara_rows]
+        append(
+            "Robustness: ARA of standard / adversarial / Lipschitz models (Fashion-MNIST)",
+            ["model", "test acc (10k)", "ARA", "median RMS delta*", "attack success", "ARA / standard"],
+            ara_rows,
+            f"{N_TRAIN} training images (stratified subset), {EPOCHS} epochs, ARA (SPECS 6: RMS perturbation, "
+            f"DDN minimum-norm attack, 100 steps, exact integral above 1/K) on the first {N_ARA} official test images; "
+            "the paper's CIFAR-10 pattern is 0.0012 -> 0.0099 -> 0.0147. One process (one thread) per model on a "
+            "contended 2-core CPU.",
+        )
+        print(*ara_rows, sep="\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or ["throughput", "ara"])

@@ -16,9 +16,9 @@ from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.models import UnifiedModel, build_model, config_for
 from trusttango.train import TrainConfig, fit
 
-# One intra-op thread per test process when the cores are already busy (parallel runs of
-# several suites oversubscribe the CPU and OpenMP spinning then wastes most of it).
-_BUSY = os.getloadavg()[0] > 3 * (os.cpu_count() or 1)
+# One intra-op thread per test process when the cores are already busy or shared by pytest-xdist
+# workers (`make test` runs one per core); oversubscribed OpenMP spinning wastes most of the CPU.
+_BUSY = os.getloadavg()[0] > 3 * (os.cpu_count() or 1) or "PYTEST_XDIST_WORKER" in os.environ
 torch.set_num_threads(1 if _BUSY else max(1, min(2, os.cpu_count() or 1)))
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"  # slow tests run at full size when set
 

@@ -17,7 +17,7 @@ from trusttango.data import Splits, load_builtin, load_data, load_folder, spoken
 from trusttango.data.audio import SAMPLE_RATE, load_audio_folder, read_audio
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for, load_model, save_model
-from trusttango.models.audio import LogMel
+from trusttango.models.audio import LogMel, add_noise, band_limit, spec_mask, speed_shift
 from trusttango.models.io import SavedModel
 from trusttango.train import TrainConfig, accuracy, fit
 from trusttango.workflow import train_model
@@ -72,7 +72,7 @@ def test_cli_reports_zero_length_wav_with_exit_2(wav_folder):
     sf.write(wav_folder / "low" / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     cli = str(Path(sys.executable).with_name("trusttango"))
     cmd = [cli, "train", "--data", str(wav_folder), "--out", str(wav_folder / "m"), "--epochs", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "empty.wav" in proc.stderr + proc.stdout
 
@@ -145,3 +145,53 @@ def test_audio_model_defaults_and_bad_shapes():
     assert x.grad is not None and torch.isfinite(x.grad).all()  # differentiable down to the samples
     with pytest.raises(InputError, match="mono waveforms"):
         build_model(config_for((2, 8000), 3, modality="audio"))
+
+
+# ---------------------------------------------------------------- policy "speech" (training-time augmentation)
+
+
+def _peak_hz(wave: torch.Tensor) -> torch.Tensor:
+    return torch.fft.rfft(wave).abs().argmax(-1).float() * SAMPLE_RATE / wave.shape[-1]
+
+
+def test_band_limit_keeps_only_the_telephone_band():
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    low, mid, high = (torch.sin(2 * torch.pi * f * t) for f in (100.0, 1000.0, 6000.0))
+    out = band_limit((low + mid + high)[None], SAMPLE_RATE)[0]
+    spectrum = torch.fft.rfft(out).abs()  # 1 Hz bins
+    assert spectrum[100] < 1e-3 * spectrum[1000] and spectrum[6000] < 1e-3 * spectrum[1000]
+    torch.testing.assert_close(out, mid, atol=2e-3, rtol=0)
+
+
+def test_noise_has_the_drawn_snr_and_speed_moves_the_pitch():
+    torch.manual_seed(0)
+    t = torch.arange(SAMPLE_RATE) / SAMPLE_RATE
+    tone = 0.3 * torch.sin(2 * torch.pi * 1000.0 * t).repeat(64, 1)
+    noisy = add_noise(tone, snr_db=(20.0, 20.0))
+    snr = 10 * torch.log10(tone.pow(2).mean(-1) / (noisy - tone).pow(2).mean(-1))
+    assert (snr - 20).abs().max() < 0.5
+    torch.testing.assert_close(speed_shift(tone, 0.0, 0.0), tone, atol=1e-3, rtol=0)  # no change: identity
+    peaks = _peak_hz(speed_shift(tone, 0.15, 0.0))
+    assert peaks.min() >= 850 - 2 and peaks.max() <= 1150 + 2 and peaks.std() > 30  # tempo and pitch change together
+
+
+def test_spec_mask_blanks_at_most_a_band_per_axis():
+    torch.manual_seed(0)
+    image = torch.randn(32, 1, 64, 64) + 5
+    masked = spec_mask(image, 0.15)
+    zero_rows = (masked == 0).all(-1).sum((1, 2))  # whole frequency rows blanked, per example
+    zero_cols = (masked == 0).all(-2).sum((1, 2))
+    assert zero_rows.max() <= int(0.15 * 64) and zero_cols.max() <= int(0.15 * 64)
+    assert (zero_rows > 0).float().mean() > 0.5 and (zero_cols > 0).float().mean() > 0.5
+    assert torch.equal(masked[masked != 0], image[masked != 0])
+
+
+def test_speech_policy_only_in_training(digits_audio):
+    cfg = config_for(digits_audio.train.input_shape, 10, modality="audio", augment="speech", input_size=32)
+    plain = build_model(config_for(digits_audio.train.input_shape, 10, modality="audio", input_size=32), seed=0)
+    model = build_model(cfg, seed=0)
+    x = digits_audio.test.x[:4]
+    model.eval(), plain.eval()
+    torch.testing.assert_close(model.preprocess(x), plain.preprocess(x))  # evaluation: no augmentation
+    model.train()
+    assert not torch.allclose(model.preprocess(x), plain.preprocess(x))

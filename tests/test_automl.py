@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +157,33 @@ def test_runner_is_anytime_and_honours_budget(digits_search):
     curve = result.curve
     assert len(curve.times) >= 1 and all(t <= 12.0 for t in curve.times)
     assert curve.times == sorted(curve.times)
-    assert result.elapsed_s < 12.0 + 6.0  # the run stops by itself (one epoch + test prediction of slack)
+    assert result.elapsed_s < 12.0 + 12.0  # the run stops by itself (slack: one epoch + test prediction, busy CPU)
     assert result.best is not None and result.trials_run >= 1
     assert curve.scores[-1] > 0.8  # NAUC of the best prediction on real digits
     assert 0 < curve.alc < curve.scores[-1]
+
+
+def test_quick_start_scores_first_and_emissions_follow_validation(digits_search):
+    _, result, _ = digits_search
+    emitted = result.emissions
+    assert emitted[0]["trial"] == -1  # the quick-start model (not an Optuna trial) made the first prediction
+    assert emitted[0]["time_s"] < 0.05 * 12.0 + 3.0  # within its share of T (plus one test prediction of slack)
+    assert [e["time_s"] for e in emitted] == result.curve.times
+    val = [e["val_accuracy"] for e in emitted]
+    assert np.all(np.diff(val) > 0)  # a new prediction only when validation accuracy improved
+
+
+def test_checkpoints_inside_epochs_emit_improving_predictions(digits, monkeypatch):
+    """With a checkpoint due at every step, a one-epoch trial emits many times within its epoch."""
+    monkeypatch.setattr(AnytimeSearch, "checked", lambda self, cost_s: None)
+    monkeypatch.setattr("trusttango.automl.runner.FIRST_CHECK_S", 0.0)  # due from the start, however fast the CPU
+    space = space_for(digits.train, backbones=("small_cnn",), epochs=(1, 1), batch_sizes=(16,))
+    search = AnytimeSearch(digits, budget_s=10.0, sampler="random", space=space, quick_start=False, prune=False)
+    result = search.run()
+    first = [e for e in result.emissions if e["trial"] == 0]
+    assert len(first) > 1  # one epoch, several predictions: checkpoints inside the epoch
+    assert np.all(np.diff([e["val_accuracy"] for e in first]) > 0)
+    assert result.curve.scores[-1] > result.curve.scores[0]
 
 
 def test_every_trial_is_stored(digits_search):
@@ -221,8 +245,8 @@ def test_warm_start_enqueues_best_of_similar_study(digits, tmp_path):
     best = max((t for t in first.study.trials if t.values), key=lambda t: t.values[0])
     second = AnytimeSearch(digits, 1e-3, "random", url, "b", space, warm_start=1).study()
     waiting = [t for t in second.trials if t.state == optuna.trial.TrialState.WAITING]
-    assert best.params in [t.system_attrs["fixed_params"] for t in waiting]
-    assert len(waiting) == 1 + (best.params != space.default)  # the default first, then the similar study's best
+    assert waiting[0].system_attrs["fixed_params"] == best.params  # experience first
+    assert len(waiting) == 1 + (best.params != space.default)  # then the default point (once)
     features = meta_features(digits.train)
     assert features["modality"] == "image" and features["balance"] > 0.99
 
@@ -253,6 +277,39 @@ def test_cli_automl_writes_loadable_model_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     again = json.loads((out / "search.json").read_text())
     assert again["trials_in_study"] > before and again["best"]["val_accuracy"] >= doc["best"]["val_accuracy"]
+
+
+def test_killed_worker_trial_is_failed_and_retried_on_resume(tmp_path):
+    """SQLite has no heartbeat: a worker killed mid-trial leaves it RUNNING until ``--resume``
+    marks it FAIL (its process is gone) and enqueues its parameters again."""
+    out = tmp_path / "run"
+    args = ["automl", "--data", "digits", "--backbones", "small_cnn", "--max-epochs", "10", "--out", str(out)]
+    exe = str(Path(sys.executable).with_name("trusttango"))
+    worker = subprocess.Popen([exe, *args, "--budget", "300", "--sampler", "random"], cwd=ROOT, env=ONE_THREAD)
+    url, deadline, running = f"sqlite:///{out / 'study.db'}", time.time() + 120, []
+    try:
+        while not running and time.time() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name="automl", storage=url).trials
+            except Exception:  # no study (or no tables) yet
+                continue
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+    stale = [t.number for t in optuna.load_study(study_name="automl", storage=url).trials if t.state.name == "RUNNING"]
+    assert stale, "the worker was not killed during a trial"
+    resumed = _cli(*args, "--resume", "--budget", "6")
+    assert resumed.returncode == 0, resumed.stderr
+    trials = optuna.load_study(study_name="automl", storage=url).trials
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+    for number in stale:
+        assert trials[number].state == optuna.trial.TrialState.FAIL and "died" in trials[number].user_attrs["error"]
+        retried = [t for t in trials if t.user_attrs.get("retry_of") == number]
+        # killed mid-suggestion, a trial holds only its first parameters: those are fixed for the retry
+        assert retried and trials[number].params.items() <= retried[0].params.items()
+    assert json.loads((out / "search.json").read_text())["status"] == "ok"
 
 
 def test_cli_budget_too_small_writes_empty_record(tmp_path):

@@ -20,6 +20,8 @@ from trusttango.robust.detector import (
     KernelDensityDetector,
     adversarial_pairs,
     evaluate_detector,
+    full_resolution_layer,
+    guided_response,
     median_filter,
     plot_roc,
 )
@@ -92,11 +94,29 @@ def fmnist_attacked(fmnist_model, fmnist_small):
     return clean[:half], adv[:half], clean[half:], adv[half:]
 
 
+def test_inner_layer_response_obeys_the_chain_rule(fmnist_model, fmnist_small):
+    """The guided signal read at the first conv's output, pushed back through that (linear) conv and
+    the input normalisation, is the input's guided-backprop map; ``auto`` picks the last 28x28 ReLU."""
+    x = fmnist_small.test.x[:6]
+    conv = fmnist_model.backbone[0]
+    inner = guided_response(fmnist_model, x, "backbone.0")
+    pushed = torch.nn.functional.conv_transpose2d(inner, conv.weight, padding=1) / fmnist_model.preprocess.std
+    torch.testing.assert_close(pushed, guided_response(fmnist_model, x), rtol=1e-4, atol=1e-6)
+    assert full_resolution_layer(fmnist_model, x) == "backbone.5"  # before the first max-pool
+    assert full_resolution_layer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), x) is None
+    with pytest.raises(InputError, match="no module named"):
+        EntropyDetector(fmnist_model, layer="backbone.99")
+
+
 def test_entropy_detector_separates_real_attacks(fmnist_model, fmnist_attacked, tmp_path):
+    """Default detector (mean entropy of the response at the last full-resolution ReLU, 256 bins):
+    FGSM AUC 0.966 and PGD 0.974 measured on 600 held-out images; the summary model 0.985 / 0.986."""
     fit_clean, fit_adv, test_clean, test_adv = fmnist_attacked
-    det = EntropyDetector(fmnist_model, bins=32).fit(fit_clean, fit_adv)
+    det = EntropyDetector(fmnist_model).fit(fit_clean, fit_adv)
     result = evaluate_detector(det, test_clean, test_adv, "fgsm")
-    assert result.auc > 0.55 and _separates(det, test_clean, test_adv), result
+    assert det.layer == "backbone.5" and result.auc > 0.93 and _separates(det, test_clean, test_adv), result
+    seed_layer = EntropyDetector(fmnist_model, layer=None).fit(fit_clean, fit_adv)
+    assert evaluate_detector(seed_layer, test_clean, test_adv).auc < result.auc - 0.2  # the input map: ~0.6
     assert 0 < result.recall <= 1 and 0 < result.precision <= 1
     both = torch.cat([test_clean[:3], test_adv[:3]])
     png = plot_entropy(both, det.responder(fmnist_model, both), det.entropy(both), tmp_path / "entropy.png")
@@ -104,8 +124,9 @@ def test_entropy_detector_separates_real_attacks(fmnist_model, fmnist_attacked, 
     assert png.stat().st_size > 5000 and roc.stat().st_size > 5000
     loaded = EntropyDetector.load(det.save(tmp_path / "det.json"), fmnist_model)
     np.testing.assert_allclose(loaded.score(test_clean), det.score(test_clean), atol=1e-6)
-    summary = EntropyDetector(fmnist_model, bins=32, summary=True).fit(fit_clean, fit_adv)
-    assert summary.coef.shape == (5,) and _separates(summary, test_clean, test_adv)
+    summary = EntropyDetector(fmnist_model, summary=True).fit(fit_clean, fit_adv)
+    summary_result = evaluate_detector(summary, test_clean, test_adv, "fgsm")
+    assert summary.coef.shape == (8,) and summary_result.auc > 0.96 and summary_result.fpr_at_95_recall < 0.2
 
 
 def _separates(det, clean: torch.Tensor, adversarial: torch.Tensor) -> bool:

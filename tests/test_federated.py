@@ -188,16 +188,3 @@ def test_secagg_plus_aggregate_equals_plain_fedavg(tmp_path):
 
 def _digits_test(folder: Path):
     return load_partition(str(folder / "test.npz"))
-
-
-@pytest.mark.slow
-def test_dp_fedavg_simulation_reports_epsilon(tmp_path):
-    """Flower's server-side fixed-clipping DP wrapper in a run; (epsilon, delta) recorded."""
-    cfg = FedConfig(
-        data="digits", workdir=str(tmp_path), clients=4, fraction=1.0, rounds=2, min_clients=4, dp_noise=0.3
-    )
-    history = simulate(cfg)
-    assert len(history.rounds) == 3 and all(r.clients == 4 for r in history.rounds[1:])
-    assert history.epsilon == pytest.approx(dp_epsilon(cfg)) and 0 < history.epsilon < float("inf")
-    saved = json.loads((tmp_path / "history.json").read_text())
-    assert saved["epsilon"] == history.epsilon and saved["delta"] == 1e-5

@@ -1,8 +1,10 @@
-"""k-anonymity (Mondrian), l-diversity, NCP and the linkage attack, verified with pycanon;
-randomised response's epsilon and unbiased estimate."""
+"""k-anonymity (Mondrian with numeric ranges and categorical hierarchies), l-diversity,
+t-closeness, NCP and the linkage attack, verified with pycanon; randomised response's epsilon
+and unbiased estimate."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -18,9 +20,11 @@ from trusttango.data.tabular import adult_frame
 from trusttango.errors import InputError
 from trusttango.privacy import randomized_response as rr
 from trusttango.privacy.anonymity import anonymize, lecture_table, linkage_attack
+from trusttango.privacy.hierarchy import ANY, Hierarchy, adult_hierarchies
 
 LECTURE_QI = ["gender", "year_of_birth"]
 ADULT_QI = ["age", "sex", "race", "marital_status", "education_num"]
+HIER_QI = ["age", "sex", "race", "marital_status", "education"]  # two hierarchies, two flat categorical QIs
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,65 @@ def test_lecture_table_k_anonymous_and_linkage_defeated():
     after = linkage_attack(result.table, table, LECTURE_QI)
     assert raw.reidentified == 14 and after.reidentified == 0
     assert (after.candidates >= 3).all()
+    assert set(result.table["gender"]) <= {"F", "M", ANY}  # inferred flat hierarchy: a value or "*"
+    diverse = anonymize(table, 3, LECTURE_QI, ["test_result"], ["name"], l_diversity=2)
+    assert anonymity.l_diversity(diverse.table, LECTURE_QI, ["test_result"]) >= 2
+    assert anonymity.k_anonymity(diverse.table, LECTURE_QI) >= 3
+
+
+def _ncp_of_release(released: pd.DataFrame, raw: pd.DataFrame, hierarchies: dict[str, Hierarchy]) -> float:
+    """NCP recomputed from the released strings alone (Xu et al. 2006): range span / column span,
+    (leaves under the node - 1) / (all leaves - 1)."""
+    cost = 0.0
+    for name in released.columns.intersection(HIER_QI):
+        if name in hierarchies:
+            h = hierarchies[name]
+            cost += released[name].map(lambda node, h=h: (h.n_leaves[node] - 1) / (len(h.leaves) - 1)).sum()
+        else:
+            bounds = released[name].astype(str).str.split("-", expand=True).astype(float).ffill(axis=1)
+            cost += ((bounds.iloc[:, -1] - bounds.iloc[:, 0]) / (raw[name].max() - raw[name].min())).sum()
+    return cost / (len(released) * len(HIER_QI))
+
+
+def test_categorical_hierarchies_on_adult_verified_by_pycanon(adult):
+    original = adult.copy()
+    trees = adult_hierarchies()
+    result = anonymize(adult, 10, HIER_QI, ["occupation"], l_diversity=3, hierarchies=trees)
+    pd.testing.assert_frame_equal(adult, original)  # input untouched
+    assert anonymity.k_anonymity(result.table, HIER_QI) >= 10
+    assert anonymity.l_diversity(result.table, HIER_QI, ["occupation"]) >= 3
+    for name in ("education", "marital_status", "sex", "race"):
+        tree = result.hierarchies[name]
+        assert all(map(tree.covers, result.table[name], adult[name]))  # a released node generalises the raw value
+    released_education = set(result.table["education"])
+    assert {"University", "Secondary"} & released_education  # generalised up the hierarchy, not to "*" or a set
+    assert released_education & set(adult["education"])  # and specific values kept where k allows
+    assert result.ncp == pytest.approx(_ncp_of_release(result.table, adult, result.hierarchies), rel=1e-9)
+    before = linkage_attack(adult, adult, HIER_QI)
+    after = linkage_attack(result.table, adult, HIER_QI, result.hierarchies)
+    assert before.reidentified > 100 and after.reidentified == 0 and (after.candidates >= 10).all()
+
+
+def test_hierarchy_structure_and_penalty():
+    tree = adult_hierarchies()["education"]
+    assert len(tree.leaves) == 16 and tree.paths["Masters"] == (ANY, "University", "Masters")
+    assert tree.lca(["Masters", "Doctorate"]) == "University" and tree.lca(["Masters", "9th"]) == ANY
+    assert tree.penalty("University") == pytest.approx(3 / 15) and tree.penalty("Masters") == 0
+    assert tree.penalty("No-diploma") == pytest.approx(7 / 15) and tree.penalty(ANY) == 1
+    with pytest.raises(InputError, match="cycle"):
+        Hierarchy({"a": "b", "b": "a"}, "edu")
+    with pytest.raises(InputError, match="'PhD' is not in its hierarchy"):
+        anonymize(pd.DataFrame({"edu": ["Masters", "PhD"] * 5}), 2, ["edu"], hierarchies={"edu": {"Masters": "Uni"}})
+
+
+@pytest.mark.parametrize("sensitive, t, n", [("occupation", 0.15, 8000), ("hours_per_week", 0.1, 3000)])
+def test_t_closeness_verified_by_pycanon(adult, sensitive, t, n):
+    table = adult.iloc[:n]  # pycanon's check loops over classes x sensitive values: keep the numeric case small
+    result = anonymize(table, 10, HIER_QI, [sensitive], hierarchies=adult_hierarchies(), t_closeness=t)
+    assert anonymity.t_closeness(result.table, HIER_QI, [sensitive]) <= t + 1e-9  # equal / ordered EMD
+    assert anonymity.k_anonymity(result.table, HIER_QI) >= 10
+    loose = anonymize(table, 10, HIER_QI, [sensitive], hierarchies=adult_hierarchies())
+    assert anonymity.t_closeness(loose.table, HIER_QI, [sensitive]) > t  # the option really constrains
 
 
 @pytest.mark.parametrize("k", [5, 25])
@@ -73,6 +136,10 @@ def test_bad_anonymization_input(adult):
         anonymize(table, 2, {"gender": "numeric"})
     with pytest.raises(InputError, match="l=9"):
         anonymize(table, 2, LECTURE_QI, ["test_result"], l_diversity=9)
+    with pytest.raises(InputError, match="t must lie"):
+        anonymize(table, 2, LECTURE_QI, ["test_result"], t_closeness=0.0)
+    with pytest.raises(InputError, match="declared numeric"):
+        anonymize(table, 2, {"gender": "numeric"}, hierarchies={"gender": {"F": ANY, "M": ANY}})
 
 
 def test_cli_anonymize(tmp_path):
@@ -86,10 +153,37 @@ def test_cli_anonymize(tmp_path):
     assert "14/14 people re-identified" in run.output.replace("\n", " ")
     assert anonymity.k_anonymity(pd.read_csv(out), LECTURE_QI) >= 4
     assert src.read_bytes() == before
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"quasi_identifiers": {"gender": "numeric", "year_of_birth": "numeric"}}))
+    hier = tmp_path / "h.yaml"
+    hier.write_text("gender: {F: person}\n")
     bad = subprocess.run(
         [sys.executable, "-m", "trusttango.cli", *args[:4], "--qi", "gender,zip"], capture_output=True, text=True
     )
-    assert bad.returncode == 2 and "zip" in bad.stderr
+    assert bad.returncode == 2 and "zip" in bad.stderr  # InputError -> exit status 2 (cli.main)
+    for extra, message in [
+        (["--qi", "gender", "--k", "15"], "larger than the table"),
+        (["--spec", str(spec)], "non-numeric"),
+        (["--qi", "gender", "--hierarchies", str(hier)], "'M' is not in its hierarchy"),
+    ]:
+        run = CliRunner().invoke(app, [*args[:4], *extra])
+        assert isinstance(run.exception, InputError) and message in str(run.exception), (extra, run.output)
+    assert src.read_bytes() == before
+
+
+def test_cli_anonymize_adult_with_hierarchies(tmp_path):
+    out = tmp_path / "adult.csv"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("quasi_identifiers: [age, sex, marital_status, education]\nsensitive: [occupation]\n"
+                    "hierarchies:\n  sex: {Female: person, Male: person}\n")  # fmt: skip
+    args = ["anonymize", "adult", "--k", "50", "--spec", str(spec), "--hierarchies", "adult", "--t", "0.2"]
+    run = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    released = pd.read_csv(out)
+    qi = ["age", "sex", "marital_status", "education"]
+    assert anonymity.k_anonymity(released, qi) >= 50 and anonymity.t_closeness(released, qi, ["occupation"]) <= 0.2
+    assert set(released["sex"]) <= {"Female", "Male", "person"} and "Was-married" in set(released["marital_status"])
+    assert "0 from the anonymised one" in run.output.replace("\n", " ")
 
 
 def test_randomized_response_epsilon_and_unbiased_estimate(adult):

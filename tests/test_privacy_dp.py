@@ -21,7 +21,7 @@ from trusttango.cli import app
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
 from trusttango.privacy.dp import DPSGD, make_dp_compatible
-from trusttango.train import TrainConfig, fit
+from trusttango.train import Hook, TrainConfig, fit
 
 
 def _rdp_epsilon(sigma: float, q: float, steps: int, delta: float) -> float:
@@ -111,9 +111,46 @@ def test_prv_accountant_and_fixed_noise(digits):
     assert 0.5 * rdp < meta["epsilon"] < rdp  # PRV is tighter than RDP, same order of magnitude
 
 
+class _BatchSizes(Hook):
+    """Records the size of every physical batch the loop runs forward/backward on."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def batch(self, state, x, y):
+        self.sizes.append(len(y))
+        return x, y
+
+
+def test_virtual_batches_bound_memory_without_changing_lots_or_accounting(digits):
+    runs = {}
+    for physical in (None, 32):
+        model, sizes = _model(digits, norm="group"), _BatchSizes()
+        hook = DPSGD(noise_multiplier=1.0, max_physical_batch_size=physical)
+        cfg = TrainConfig(epochs=2, batch_size=256, lr=0.5, optimizer="sgd", schedule="constant", progress=False)
+        fit(model, digits.train, None, cfg, [hook, sizes])
+        weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+        runs[physical] = hook.meta()["privacy"], sizes.sizes, weights
+    (plain, plain_sizes, plain_w), (virtual, virtual_sizes, virtual_w) = runs[None], runs[32]
+    assert max(plain_sizes) > 200 and max(virtual_sizes) <= 32  # lots of ~256 cut into passes of <= 32
+    assert sum(virtual_sizes) == sum(plain_sizes)  # the same Poisson lots, only split
+    assert len(virtual_sizes) > 5 * len(plain_sizes)
+    assert virtual["steps"] == plain["steps"] == len(plain_sizes)  # one noisy step (and accountant step) per lot
+    assert virtual["sample_rate"] == plain["sample_rate"] == pytest.approx(1 / math.ceil(len(digits.train) / 256))
+    assert virtual["epsilon"] == plain["epsilon"] and virtual["max_physical_batch_size"] == 32
+    # summed clipped gradients over the pieces + one noise draw per lot = the unsplit update
+    torch.testing.assert_close(virtual_w, plain_w, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(epsilon=0.0), dict(epsilon=-1.0), dict(noise_multiplier=1.0, epsilon=3.0), dict(epsilon=3.0, delta=1.5)],
+    [
+        dict(epsilon=0.0),
+        dict(epsilon=-1.0),
+        dict(noise_multiplier=1.0, epsilon=3.0),
+        dict(epsilon=3.0, delta=1.5),
+        dict(epsilon=3.0, max_physical_batch_size=0),
+    ],
 )
 def test_bad_dp_arguments(kwargs):
     with pytest.raises(InputError):
@@ -157,10 +194,12 @@ def test_cli_train_dp_records_guarantee(tmp_path):
         "--device",
         "cpu",
     ]
-    run = CliRunner().invoke(app, ["train", *args, "--dp", "--epsilon", "3", "--delta", "1e-5"])
+    dp_args = ["--dp", "--epsilon", "3", "--delta", "1e-5", "--max-physical-batch-size", "16"]
+    run = CliRunner().invoke(app, ["train", *args, *dp_args])
     assert run.exit_code == 0, run.output
     privacy = json.loads((out / "config.json").read_text())["privacy"]
     assert privacy["epsilon"] == pytest.approx(3.0, rel=0.05) and privacy["delta"] == 1e-5
+    assert privacy["max_physical_batch_size"] == 16
     audit = CliRunner().invoke(
         app, ["membership", str(out), "--data", "digits", "--n", "300", "--out", str(tmp_path / "a")]
     )

@@ -74,11 +74,14 @@ def train(
     max_grad_norm: float = typer.Option(1.0, help="DP per-example clipping norm C."),
     noise_multiplier: float = typer.Option(0.0, help="DP noise multiplier sigma (instead of --epsilon)."),
     accountant: str = typer.Option("rdp", help="DP accountant: rdp | prv | gdp"),
+    max_physical_batch_size: int = typer.Option(
+        0, min=0, help="DP virtual batches: at most N examples per pass, same lots and accounting (0: off)."
+    ),
     defence: str = typer.Option("none", help="Robustness defence: none | adversarial | lipschitz"),
     defence_eps: float = typer.Option(0.1, help="Adversarial training L-inf budget (--defence adversarial)."),
     defence_method: str = typer.Option("pgd", help="Adversarial examples: pgd | fgsm (random start)."),
     psi: float = typer.Option(1.0, help="Initial input-gradient weight (--defence lipschitz)."),
-    target_ce: float = typer.Option(0.5, help="CE the adaptive psi aims at (--defence lipschitz)."),
+    target_ce: float = typer.Option(0.6, help="CE the adaptive psi aims at (--defence lipschitz)."),
     zoom: bool = typer.Option(False, "--zoom", help="Zoom-in classifier: low-res global model + attended crop."),
     zoom_canvas: int = typer.Option(0, help="With --zoom: paste images on a noisy canvas of this side (0: off)."),
 ) -> None:
@@ -101,7 +104,7 @@ def train(
         from trusttango.privacy.dp import dp_hook_from_cli
 
         hooks, options["norm"] = (
-            [dp_hook_from_cli(epsilon, delta, max_grad_norm, noise_multiplier, accountant)],
+            [dp_hook_from_cli(epsilon, delta, max_grad_norm, noise_multiplier, accountant, max_physical_batch_size)],
             "group",
         )
         console.print("DP-SGD: GroupNorm instead of BatchNorm (no statistics shared across examples)")

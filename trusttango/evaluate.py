@@ -14,6 +14,7 @@ from trusttango.data.base import LabelledDataset, make_loader
 
 
 @torch.no_grad()
+@torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor | LabelledDataset, batch_size: int = 512) -> torch.Tensor:
     """Softmax probabilities ``(N, K)`` on CPU for a tensor batch or a dataset (eval mode)."""
     device = next(model.parameters()).device

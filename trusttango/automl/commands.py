@@ -16,13 +16,19 @@ console = Console(stderr=True)
 def _settings(resume: bool, out: Path, given: dict) -> dict:
     """The run's settings: the command line's, or on ``--resume`` those of ``OUT/search.json``
     with this run's ``--budget`` (a storage URL given again overrides the recorded one, whose
-    password was masked)."""
+    password was masked). A run killed before writing ``search.json`` resumes from its
+    storage (``--storage`` or ``OUT/study.db``) with the command line's settings."""
     from trusttango.automl.results import SEARCH_JSON
 
     if not resume:
         return given
     record = out / SEARCH_JSON
-    require(record.exists(), f"--resume: {record} not found; run once without --resume first")
+    if not record.exists():  # the first run was killed before writing it: resume its storage with these settings
+        require(
+            bool(given["storage"]) or (out / "study.db").exists(),
+            f"--resume: neither {record} nor {out / 'study.db'} found; run once without --resume first",
+        )
+        return given
     settings = json.loads(record.read_text())
     settings = {k: settings[k] for k in given if k in settings} | {"budget_s": given["budget_s"]}
     if given["storage"]:
@@ -62,7 +68,8 @@ def automl(
         top_k=top_k, warm_start=warm_start, fgsm_eps=fgsm_eps, prune=prune, seed=seed, space=None,
     )  # fmt: skip
     settings = _settings(resume, out, given)
-    previous = json.loads((out / "search.json").read_text()).get("best") if resume else None
+    record = out / "search.json"
+    previous = json.loads(record.read_text()).get("best") if resume and record.exists() else None
     out.mkdir(parents=True, exist_ok=True)
     settings["storage"] = settings["storage"] or default_url(out)
     splits = load_data(settings["data"], seed=settings["seed"])

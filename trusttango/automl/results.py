@@ -79,7 +79,8 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     result.study.trials_dataframe().to_csv(out / "trials.csv", index=False)
     result.curve.plot(out / "learning_curve.png", title=settings.get("data", ""))
-    (out / "learning_curve.json").write_text(json.dumps(result.curve.to_dict(), indent=2))
+    curve = {**result.curve.to_dict(), "emissions": result.emissions}
+    (out / "learning_curve.json").write_text(json.dumps(curve, indent=2))
     improved = result.best is not None and (
         previous_best is None or result.best.val_accuracy > previous_best["val_accuracy"]
     )

@@ -1,20 +1,24 @@
 """The anytime search runner (ChaLearn AutoDL 2019 protocol, SPECS section 1) on Optuna.
 
 One wall-clock budget T covers the whole run: each trial trains with the remaining time as
-its ``TrainConfig.budget_s``, and no trial starts after T. After every epoch of every trial
-a :class:`_TrialHook` (1) emits test-set predictions, time-stamped from the run's start,
-whenever validation accuracy beats the best so far (so the run has an ALC learning curve
-from its first minute; the first trial is a fast small default), and (2) reports the
-epoch's validation accuracy to Optuna's pruner, raising ``optuna.TrialPruned`` for hopeless
-learning curves. In multi-objective mode (NSGA-II; Deb et al. 2002) the objectives are
-validation accuracy and accuracy under an FGSM attack (Goodfellow et al. 2015).
+its ``TrainConfig.budget_s``, and no trial starts after T. The log time axis of the ALC
+rewards the first seconds most, so the run (1) starts with a *quick start*: a narrow model
+at half resolution on a small stratified subsample, trained for seconds before any Optuna
+trial; (2) then runs the enqueued default configuration (the foundation's small CNN) and
+the sampler's trials; (3) scores the current model at *checkpoints* on a geometric time
+grid inside epochs as well as after each epoch. A checkpoint measures validation accuracy
+(on a fixed stratified probe of at most :data:`PROBE_SIZE` validation examples inside
+epochs, the whole validation set after them) and, only when it beats the run's best so
+far, emits time-stamped test-set predictions: choices are made on validation data, never on
+test data. After each epoch a :class:`_TrialHook` also reports validation accuracy to
+Optuna's pruner, raising ``optuna.TrialPruned`` for hopeless learning curves. In
+multi-objective mode (NSGA-II; Deb et al. 2002) the objectives are validation accuracy and
+accuracy under an FGSM attack (Goodfellow et al. 2015).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,18 +27,23 @@ import torch
 from torch import nn
 
 from trusttango.automl.alc import T_DEFAULT, LearningCurve
-from trusttango.automl.space import SearchSpace, space_for, suggest, to_configs
-from trusttango.automl.storage import open_storage
-from trusttango.data.base import LabelledDataset, Splits
+from trusttango.automl.space import SearchSpace, quick_configs, space_for, suggest, to_configs
+from trusttango.automl.storage import fail_stale_trials, open_storage, worker_id
+from trusttango.data.base import LabelledDataset, Splits, stratified_indices
 from trusttango.errors import InputError, require
 from trusttango.evaluate import predict_proba
 from trusttango.models import ModelConfig, build_model, config_for
-from trusttango.train import Hook, TrainConfig, TrainState, fit
+from trusttango.train import Hook, TrainConfig, TrainState, accuracy, fit
 from trusttango.workflow import channel_stats
 
 SAMPLERS = ("random", "tpe", "cmaes", "evolution")
 OBJECTIVES = ("accuracy", "accuracy+robustness")
 MIN_TRIAL_S = 1.0  # no trial starts with less time left than this
+PROBE_SIZE = 1000  # validation examples scored at checkpoints inside epochs
+QUICK_SIZE = 8000  # training examples of the quick-start model
+QUICK_SHARE, QUICK_MAX_S = 0.05, 30.0  # the quick start's share of T, and its cap in seconds
+FIRST_CHECK_S, CHECK_GROWTH = 1.0, 1.5  # checkpoints at ~1 s, then each 1.5x later (and >= 4x its cost)
+MIN_CHECK_STEPS = 20  # no checkpoint inside a trial's first steps (an untrained model is not worth a prediction)
 
 
 def make_sampler(name: str, seed: int, multi_objective: bool = False) -> optuna.samplers.BaseSampler:
@@ -80,6 +89,7 @@ class SearchResult:
     multi_objective: bool
     trials_run: int = 0
     robust: dict[int, float] = field(default_factory=dict)
+    emissions: list[dict] = field(default_factory=list)  # per prediction: time_s, trial (-1: quick start), val_accuracy
 
 
 def fgsm_accuracy(model: nn.Module, data: LabelledDataset, eps: float, n: int = 256) -> float:
@@ -89,23 +99,50 @@ def fgsm_accuracy(model: nn.Module, data: LabelledDataset, eps: float, n: int = 
     return robust_accuracy(FGSM(model, eps=eps), data.x[:n], data.y[:n])
 
 
-class _TrialHook(Hook):
-    """Anytime emission of improved predictions and learning-curve pruning, after each epoch."""
+def stratified_subset(data: LabelledDataset, n: int, seed: int = 0) -> LabelledDataset:
+    """At most ``n`` examples of ``data``, keeping the class proportions."""
+    if n >= len(data):
+        return data
+    idx, _ = stratified_indices(data.y.numpy(), (n / len(data), 1 - n / len(data)), seed)
+    return data.subset(idx)
 
-    def __init__(self, search: AnytimeSearch, trial: optuna.Trial, config: ModelConfig, train: dict, params: dict):
+
+class _TrialHook(Hook):
+    """Anytime checkpoints (inside and after epochs) and learning-curve pruning for one trial
+    (``trial`` None: the quick start, not an Optuna trial)."""
+
+    def __init__(
+        self, search: AnytimeSearch, trial: optuna.Trial | None, config: ModelConfig, train: dict, params: dict
+    ):
         self.search, self.trial, self.config, self.train, self.params = search, trial, config, train, params
-        self.best: Snapshot | None = None
+        self.best: Snapshot | None = None  # the trial's best epoch (what Optuna scores)
+
+    def _snapshot(self, state: TrainState, val_accuracy: float) -> Snapshot:
+        weights = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
+        number = -1 if self.trial is None else self.trial.number
+        found = self.search.budget_s - self.search.remaining()
+        return Snapshot(number, val_accuracy, self.config, self.train, self.params, weights, found)
+
+    def batch(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if state.step >= MIN_CHECK_STEPS and self.search.checkpoint_due():
+            began = time.perf_counter()
+            acc = accuracy(state.model, self.search.probe, device=state.device)
+            if self.search.beats_best(acc):
+                self.search.observe(state.model, self._snapshot(state, acc))
+            self.search.checked(time.perf_counter() - began)
+        return x, y
 
     def epoch_end(self, state: TrainState, record) -> None:
         acc = record.val_accuracy
         if acc is None:
             return
         if self.best is None or acc > self.best.val_accuracy:
-            weights = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
-            found = self.search.budget_s - self.search.remaining()
-            self.best = Snapshot(self.trial.number, acc, self.config, self.train, self.params, weights, found)
-            self.search.observe(state.model, self.best)
-        if self.search.prune and not self.search.multi_objective:
+            self.best = self._snapshot(state, acc)
+            if self.search.beats_best(acc):
+                began = time.perf_counter()
+                self.search.observe(state.model, self.best)
+                self.search.checked(time.perf_counter() - began)
+        if self.trial is not None and self.search.prune and not self.search.multi_objective:
             self.trial.report(acc, state.epoch)
             if self.trial.should_prune():
                 self.search.keep(self.best)
@@ -121,6 +158,7 @@ class AnytimeSearch:
     several processes sharing it and ``study_name`` share one study. ``objective``:
     ``accuracy`` or ``accuracy+robustness`` (NSGA-II-style Pareto search; no pruning).
     ``pruner``: default median pruning (Optuna's ``MedianPruner``) of the per-epoch validation accuracy.
+    ``quick_start``: train the quick-start model (seconds, not an Optuna trial) before the trials.
     """
 
     def __init__(
@@ -139,6 +177,7 @@ class AnytimeSearch:
         seed: int = 0,
         device: str = "auto",
         pruner: optuna.pruners.BasePruner | None = None,
+        quick_start: bool = True,
     ) -> None:
         require(budget_s > 0, f"budget must be > 0 seconds, got {budget_s}")
         require(objective in OBJECTIVES, f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -151,23 +190,60 @@ class AnytimeSearch:
         self.sampler = make_sampler(sampler, seed, self.multi_objective)
         self.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
         self.mean, self.std = channel_stats(splits.train)
+        self.quick_start = quick_start
+        self.probe = stratified_subset(splits.val, PROBE_SIZE, seed)
+        self.next_check = FIRST_CHECK_S
         self.start = time.perf_counter()
         self.curve = LearningCurve(budget=self.budget_s)
         self.best: Snapshot | None = None
         self.top: list[Snapshot] = []
         self.robust: dict[int, float] = {}
+        self.emissions: list[dict] = []
         self.trials_run = 0
 
     def remaining(self) -> float:
         return self.budget_s - (time.perf_counter() - self.start)
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def checkpoint_due(self) -> bool:
+        return self.elapsed() >= self.next_check
+
+    def checked(self, cost_s: float) -> None:
+        """Schedule the next checkpoint: ``CHECK_GROWTH`` times later, and at least 4x this one's cost later."""
+        now = self.elapsed()
+        self.next_check = max(now * CHECK_GROWTH, now + 4 * cost_s)
+
+    def beats_best(self, val_accuracy: float) -> bool:
+        return self.remaining() >= 0 and (self.best is None or val_accuracy > self.best.val_accuracy)
+
+    @torch.no_grad()
     def observe(self, model: nn.Module, snap: Snapshot) -> None:
-        """A new epoch result: if it beats the run's best within T, emit time-stamped test predictions."""
-        if self.remaining() < 0 or (self.best is not None and snap.val_accuracy <= self.best.val_accuracy):
+        """A checkpoint's result: if it beats the run's best within T, emit time-stamped test predictions."""
+        if not self.beats_best(snap.val_accuracy):
             return
         self.best = snap
         probs = predict_proba(model, self.splits.test).numpy()
-        self.curve.add(time.perf_counter() - self.start, self.splits.test.y.numpy(), probs)
+        now = self.elapsed()
+        if self.curve.add(now, self.splits.test.y.numpy(), probs) is not None:
+            self.emissions.append({"time_s": now, "trial": snap.trial, "val_accuracy": snap.val_accuracy})
+
+    def _quick_start(self) -> None:
+        """Train the quick-start model on a stratified subsample for a few seconds, with checkpoints."""
+        budget = min(self.remaining() - MIN_TRIAL_S, QUICK_SHARE * self.budget_s, QUICK_MAX_S)
+        if budget <= 0:
+            return
+        model_opts, train_opts = quick_configs(self.space)
+        opts = {"mean": self.mean, "std": self.std, "modality": self.splits.train.modality, **model_opts}
+        cfg = config_for(self.splits.train.input_shape, self.splits.train.num_classes, **opts)
+        tc = TrainConfig(**train_opts, budget_s=budget, seed=self.seed, device=self.device, progress=False)
+        hook = _TrialHook(self, None, cfg, asdict(tc), {"quick_start": True})
+        train = stratified_subset(self.splits.train, QUICK_SIZE, self.seed)
+        try:
+            fit(build_model(cfg, seed=self.seed), train, self.probe, tc, [hook])
+        except InputError:  # diverged: the trials still run
+            return
 
     def keep(self, snap: Snapshot | None) -> None:
         """Offer a trial's best snapshot to the top-k list (for the ensemble)."""
@@ -181,7 +257,7 @@ class AnytimeSearch:
             trial.study.stop()
             raise optuna.TrialPruned("time budget spent")
         self.trials_run += 1
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_id())
         params = suggest(trial, self.space)
         model_opts, train_opts = to_configs(params, self.space)
         opts = {"mean": self.mean, "std": self.std, "modality": self.splits.train.modality, **model_opts}
@@ -209,7 +285,8 @@ class AnytimeSearch:
         return acc, robust
 
     def study(self) -> optuna.Study:
-        """Create or load the shared study; the first trial of a new study is the fast default."""
+        """Create or load the shared study, failing the trials of killed local workers. A new
+        study first runs the warm-start configurations (if asked), then the default point."""
         directions = ["maximize", "maximize"] if self.multi_objective else ["maximize"]
         storage = open_storage(self.storage_url)
         study = optuna.create_study(
@@ -220,22 +297,34 @@ class AnytimeSearch:
             directions=directions,
             load_if_exists=True,
         )
+        fail_stale_trials(study, storage)
         if not study.trials:
             from trusttango.automl.meta import meta_features, warm_start
 
             study.set_user_attr("meta_features", meta_features(self.splits.train))
-            study.enqueue_trial(self.space.default)
-            if self.warm_start:
+            if self.warm_start:  # experience first: the best configurations of the most similar studies
                 warm_start(study, storage, self.warm_start)
+            study.enqueue_trial(self.space.default, skip_if_exists=True)
         return study
 
     def run(self) -> SearchResult:
         """Run trials until the budget is spent; return the :class:`SearchResult`."""
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = self.study()
-        self.start = time.perf_counter()
-        study.optimize(self._objective, timeout=max(self.budget_s - MIN_TRIAL_S, 1e-3), catch=(RuntimeError,))
-        elapsed = time.perf_counter() - self.start
+        self.start, self.next_check = time.perf_counter(), FIRST_CHECK_S
+        if self.quick_start:
+            self._quick_start()
+        timeout = max(self.remaining() - MIN_TRIAL_S, 1e-3)
+        study.optimize(self._objective, timeout=timeout, catch=(RuntimeError,))
+        elapsed = self.elapsed()
         return SearchResult(
-            study, self.curve, self.best, self.top, elapsed, self.multi_objective, self.trials_run, self.robust
+            study,
+            self.curve,
+            self.best,
+            self.top,
+            elapsed,
+            self.multi_objective,
+            self.trials_run,
+            self.robust,
+            self.emissions,
         )

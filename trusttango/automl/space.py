@@ -22,6 +22,8 @@ from trusttango.models.unified import AUGMENTATIONS
 from trusttango.train import OPTIMIZERS, SCHEDULES
 
 MAX_SIDE = 64  # kakaobrain: input capped at a 64x64 area
+DEFAULT_STEPS = 300  # optimiser steps of the default point on small data
+QUICK_EPOCHS = 10  # passes of the quick-start model over its subsample (its time cap usually ends it first)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class SearchSpace:
     bottlenecks: tuple[int, ...] = (64, 128, 256, 512)
     dropout: tuple[float, float] = (0.0, 0.5)
     activations: tuple[str, ...] = ("relu", "gelu", "silu")
-    augments: tuple[str, ...] = AUGMENTATIONS
+    augments: tuple[str, ...] = tuple(a for a in AUGMENTATIONS if a != "speech")
     optimizers: tuple[str, ...] = OPTIMIZERS
     lr: tuple[float, float] = (1e-4, 1e-2)
     schedules: tuple[str, ...] = SCHEDULES
@@ -71,32 +73,67 @@ def median_side(data: LabelledDataset) -> int:
 
 def space_for(data: LabelledDataset, **overrides: object) -> SearchSpace:
     """Per-modality defaults: image side from the data; for audio / video, the fusions
-    registered besides ``none`` (temporal 1D / 3D convolution, attention)."""
+    registered besides ``none`` (temporal 1D / 3D convolution, attention); for audio, the
+    augmentation policies ``speech`` (the default), ``shift`` and ``none``, never flips."""
     temporal = tuple(f for f in FUSIONS if f != "none")
     fusions = ("none",) if data.modality == "image" or not temporal else temporal
     options = {"modality": data.modality, "side": median_side(data), "fusions": fusions}
+    if data.modality == "audio":
+        options["augments"] = ("speech", "shift", "none")
     options.update(overrides)
-    return SearchSpace(**options)
+    space = SearchSpace(**options)
+    if "default" not in overrides:
+        space.default = sized_default(space, len(data))
+    return space
+
+
+def sized_default(space: SearchSpace, examples: int) -> dict:
+    """The default point fitted to the training-set size: batch 32 below 10k examples, and
+    enough epochs (at least 3) for :data:`DEFAULT_STEPS` optimiser steps, within the space."""
+    point = dict(space.default)
+    if examples < 10_000 and 32 in space.batch_sizes:
+        point["batch_size"] = 32
+    steps_per_epoch = max(1, math.ceil(examples / point["batch_size"]))
+    point["epochs"] = int(np.clip(max(3, math.ceil(DEFAULT_STEPS / steps_per_epoch)), *space.epochs))
+    return point
 
 
 def default_point(space: SearchSpace) -> dict:
-    """A fast, small configuration: the first trial, so the run scores from its first minute."""
+    """The first trial: the foundation's default small CNN (``ModelConfig`` / ``TrainConfig``
+    defaults, 3 epochs), known to be good on small images, clipped to the space; with a cosine
+    schedule, which unlike one-cycle's warm-up learns fast from the first step (anytime)."""
+
+    def pick(choices: tuple, value: object) -> object:
+        return value if value in choices else choices[min(1, len(choices) - 1)]
+
     return {
         "backbone": space.backbones[0],
         "fusion": space.fusions[0],
         "input_scale": space.input_scales[0],
-        "width": space.widths[min(1, len(space.widths) - 1)],
-        "depth": space.depth[0],
-        "bottleneck": space.bottlenecks[min(1, len(space.bottlenecks) - 1)],
-        "dropout": min(max(0.1, space.dropout[0]), space.dropout[1]),
+        "width": pick(space.widths, 0.5),
+        "depth": int(np.clip(3, *space.depth)),
+        "bottleneck": pick(space.bottlenecks, 128),
+        "dropout": float(np.clip(0.2, *space.dropout)),
         "activation": space.activations[0],
         "augment": space.augments[0],
         "optimizer": space.optimizers[0],
         "lr": float(np.clip(2e-3, *space.lr)),
-        "schedule": "onecycle" if "onecycle" in space.schedules else space.schedules[0],
-        "batch_size": space.batch_sizes[min(1, len(space.batch_sizes) - 1)],
-        "epochs": min(max(3, space.epochs[0]), space.epochs[1]),
+        "schedule": "cosine" if "cosine" in space.schedules else space.schedules[0],
+        "batch_size": pick(space.batch_sizes, 128),
+        "epochs": int(np.clip(3, *space.epochs)),
     }
+
+
+def quick_configs(space: SearchSpace) -> tuple[dict, dict]:
+    """``(model options, TrainConfig options)`` of the quick-start model: the default point at
+    the narrowest width, fewest stages and half the input side (AutoDL 2019 winners: a fast
+    first prediction matters most on the log time axis)."""
+    point = {**space.default, "width": min(space.widths), "depth": space.depth[0], "input_scale": space.input_scales[0]}
+    model, train = to_configs(point, space)
+    spec = BACKBONES[point["backbone"]]
+    model["input_size"] = max(spec.min_size, model["input_size"] // 2 if model["input_size"] >= 16 else 0)
+    train.update(batch_size=64, lr=3e-3, schedule="constant", epochs=QUICK_EPOCHS)
+    return model, train
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict:

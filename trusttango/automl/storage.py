@@ -4,6 +4,8 @@ journal file (``journal:PATH``), or any SQLAlchemy URL (PostgreSQL for many mach
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 from pathlib import Path
 
 import optuna
@@ -56,3 +58,39 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         )
     except Exception as err:  # SQLAlchemy / driver errors carry multi-line messages (and maybe the password)
         raise InputError(f"storage {masked(url)}: cannot connect ({type(err).__name__})") from None
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, recorded on each trial it runs (user attribute ``worker``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_worker(worker: str | None) -> bool:
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Mark FAIL the RUNNING trials whose worker process on this machine no longer exists
+    (a killed worker; SQLite and journal files have no heartbeat), and enqueue their
+    parameters once again, as Optuna's ``RetryFailedTrialCallback`` does. Returns their numbers.
+    Trials of workers on other machines are left to the RDB heartbeat (:data:`HEARTBEAT_S`)."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if not _dead_local_worker(worker):
+            continue
+        storage.set_trial_user_attr(trial._trial_id, "error", f"worker {worker} died while running this trial")
+        if storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+            failed.append(trial.number)
+            if trial.params and "retry_of" not in trial.user_attrs:
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    return failed

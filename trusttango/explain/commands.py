@@ -13,8 +13,10 @@ from rich.table import Table
 from trusttango.errors import require
 
 
-def _inputs(spec: list[str], shape: tuple[int, ...], limit: int) -> tuple[list[str], object]:
-    """Image files / folders, or a dataset spec (its first ``limit`` test examples)."""
+def _inputs(spec: list[str], shape: tuple[int, ...], limit: int, label: int | None = None) -> tuple[list[str], object]:
+    """Image files / folders, or a dataset spec (its first ``limit`` test examples, of class ``label`` if given)."""
+    import torch
+
     from trusttango.data import load_data, load_images
     from trusttango.data.files import IMAGE_SUFFIXES
 
@@ -25,8 +27,10 @@ def _inputs(spec: list[str], shape: tuple[int, ...], limit: int) -> tuple[list[s
             tuple(test.input_shape) == tuple(shape),
             f"{spec[0]}: images shaped {test.input_shape}, model expects {shape}",
         )
-        n = min(limit, len(test))
-        return [f"{spec[0]}_{i}" for i in range(n)], test.x[:n]
+        idx = (test.y == label).nonzero().squeeze(1) if label is not None else torch.arange(len(test))
+        idx = idx[:limit]
+        require(len(idx) > 0, f"{spec[0]}: no test examples of class {label}")
+        return [f"{spec[0]}_{int(i)}" for i in idx], test.x[idx]
     files: list[Path] = []
     for path in paths:
         require(path.exists(), f"{path}: no such file or folder")
@@ -34,6 +38,17 @@ def _inputs(spec: list[str], shape: tuple[int, ...], limit: int) -> tuple[list[s
     require(len(files) > 0, f"no image files found in {', '.join(spec)}")
     files = files[:limit]
     return [f.stem for f in files], load_images(files, shape)
+
+
+def _class_index(target: str, class_names: list[str]) -> int:
+    """A class given by name or index."""
+    if target in class_names:
+        return class_names.index(target)
+    require(
+        target.isdigit() and int(target) < len(class_names),
+        f"--target: expected a class name or index of {', '.join(class_names)}, got {target!r}",
+    )
+    return int(target)
 
 
 def register(app: typer.Typer) -> None:
@@ -93,3 +108,48 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 table.add_row(*(v if isinstance(v, str) else f"{v:.3f}" for v in r.values()))
             Console().print(table)
+
+    @app.command()
+    def tcav(
+        model: Path = typer.Argument(..., help="Model directory."),
+        inputs: list[str] = typer.Argument(..., help="Images of the target class (files / folders), or a dataset."),
+        concept: list[Path] = typer.Option(..., help="A folder of concept example images (repeat for several)."),
+        random: list[Path] = typer.Option(..., help="A folder of random example images (repeat, at least 3)."),
+        target: str = typer.Option(..., help="Class name or index whose logit is explained."),
+        layer: str = typer.Option("", help="Layer name (default: the last conv layer)."),
+        out: Path = typer.Option(Path("runs/tcav"), help="Folder for tcav.json and tcav.png."),
+        limit: int = typer.Option(100, min=1, help="At most this many inputs and examples per folder."),
+        alpha: float = typer.Option(0.05, help="Significance level of the two-sided t-test."),
+    ) -> None:
+        """TCAV scores (Kim et al. 2018) of concept image folders for a class, with random-set significance."""
+        from trusttango.explain.cam import find_layer
+        from trusttango.explain.concepts import load_image_set
+        from trusttango.explain.concepts import tcav as run_tcav
+        from trusttango.explain.figures import save_tcav_bars
+        from trusttango.models import load_model
+
+        require(len(random) >= 3, f"--random: expected at least 3 folders of random images, got {len(random)}")
+        saved = load_model(model)
+        net = saved.model.eval()
+        shape = tuple(saved.config.input_shape)
+        k = _class_index(target, saved.class_names)
+        layer_name = layer or None
+        find_layer(net, layer_name)
+        _, x = _inputs(inputs, shape, limit, label=k)
+        randoms = [load_image_set(r, shape, limit) for r in random]
+        examples = {c.name: load_image_set(c, shape, limit) for c in concept}
+        results = {n: run_tcav(net, layer_name, x, k, ex, randoms, alpha) for n, ex in examples.items()}
+        out.mkdir(parents=True, exist_ok=True)
+        record = {
+            "target": saved.class_names[k],
+            "layer": layer or "last conv",
+            "inputs": len(x),
+            "concepts": {n: r.to_dict() for n, r in results.items()},
+        }
+        (out / "tcav.json").write_text(json.dumps(record, indent=2))
+        save_tcav_bars(results, out / "tcav.png", f"TCAV for {saved.class_names[k]} at {record['layer']}")
+        table = Table("concept", "TCAV", "random", "p", "significant", title=f"TCAV: {saved.class_names[k]}")
+        for n, r in results.items():
+            null = sum(r.null_scores) / len(r.null_scores)
+            table.add_row(n, f"{r.score:.3f}", f"{null:.3f}", f"{r.p_value:.3g}", "yes" if r.significant else "no")
+        Console().print(table)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,11 +17,13 @@ from trusttango.explain._base import check_inputs, forward, model_device, resolv
 from trusttango.explain.cam import find_layer
 
 
-def layer_activations(model: nn.Module, layer: str | nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Activations of ``layer`` for ``x``, flattened to ``(N, D)`` (no grad, batched)."""
+def layer_activations(
+    model: nn.Module, layer: str | nn.Module, x: torch.Tensor, batch_size: int = 256, flatten: bool = True
+) -> torch.Tensor:
+    """Activations of ``layer`` for ``x``, flattened to ``(N, D)`` unless ``flatten=False`` (no grad, batched)."""
     module, x = find_layer(model, layer), check_inputs(x).to(model_device(model))
     out: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: out.append(o.detach().flatten(1)))
+    handle = module.register_forward_hook(lambda m, i, o: out.append(o.detach().flatten(1) if flatten else o.detach()))
     try:
         with torch.no_grad():
             for start in range(0, len(x), batch_size):
@@ -69,6 +72,9 @@ class TCAVResult:
     significant: bool
     cav_accuracy: float
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 def tcav(
     model: nn.Module,
@@ -98,6 +104,18 @@ def tcav(
     p = 1.0 if np.isnan(p) else p
     accuracy = float(np.mean([a for _, a in cavs]))
     return TCAVResult(float(np.mean(scores)), scores, nulls, p, p <= alpha, accuracy)
+
+
+def load_image_set(folder: str | Path, shape: tuple[int, int, int], limit: int | None = None) -> torch.Tensor:
+    """Every image under ``folder`` (recursively, sorted) as a batch ``(N, *shape)`` in [0, 1]: a TCAV example set."""
+    from trusttango.data import load_images
+    from trusttango.data.files import IMAGE_SUFFIXES
+
+    folder = Path(folder)
+    require(folder.is_dir(), f"{folder}: expected a folder of example images")
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    require(len(files) >= 2, f"{folder}: expected at least 2 images ({'/'.join(IMAGE_SUFFIXES)}), found {len(files)}")
+    return load_images(files, shape)
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -53,3 +53,30 @@ def save_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], path: Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_tcav_bars(results: dict, path: Path, title: str = "TCAV") -> None:
+    """Bars of TCAV scores per concept (mean +- std over random sets) beside the random-CAV null; ``*`` = significant.
+
+    ``results``: ``{concept name: TCAVResult}``.
+    """
+    names = list(results)
+    pos = range(len(names))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.2))
+    stats = lambda v: (float(torch.tensor(v).mean()), float(torch.tensor(v).std()) if len(v) > 1 else 0.0)  # noqa: E731
+    concept = [stats(results[n].scores) for n in names]
+    null = [stats(results[n].null_scores) for n in names]
+    ax.bar([p - 0.2 for p in pos], [m for m, _ in concept], 0.4, yerr=[s for _, s in concept], label="concept")
+    ax.bar([p + 0.2 for p in pos], [m for m, _ in null], 0.4, yerr=[s for _, s in null], color="grey", label="random")
+    for p, n in zip(pos, names, strict=False):
+        mark = "*" if results[n].significant else "n.s."
+        ax.text(p - 0.2, min(1.02, concept[p][0] + concept[p][1] + 0.02), mark, ha="center", fontsize=9)
+    ax.set_xticks(list(pos), names, rotation=30, ha="right")
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("TCAV score")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -24,7 +24,7 @@ from trusttango.errors import InputError, require
 from trusttango.models.backbones import backbone_spec
 from trusttango.models.layers import activation
 
-AUGMENTATIONS = ("none", "shift", "flip_shift")
+AUGMENTATIONS = ("none", "shift", "flip_shift", "speech")  # speech: audio only (trusttango.models.audio)
 
 
 @dataclass

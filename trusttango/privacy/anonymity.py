@@ -1,34 +1,42 @@
-"""k-anonymity for released tables: Mondrian multidimensional partitioning, l-diversity,
-information loss, and the linkage attack it defends against.
+"""k-anonymity for released tables: Mondrian with numeric ranges and categorical hierarchies,
+l-diversity, t-closeness, information loss, and the linkage attack it defends against.
 
 * k-anonymity (Sweeney 2002): every record shares its quasi-identifier (QI) values with at
   least ``k - 1`` others. Distinct l-diversity (Machanavajjhala et al. 2007): every such
-  equivalence class also holds at least ``l`` distinct sensitive values.
+  equivalence class also holds at least ``l`` distinct sensitive values. t-closeness (Li, Li &
+  Venkatasubramanian 2007, Section 4): the Earth Mover's Distance between a class's sensitive
+  distribution and the whole table's is at most ``t`` (ordered distance for a numeric sensitive
+  column, Eq. 4; equal distance, i.e. half the L1 distance, for a categorical one).
 * Mondrian (LeFevre, DeWitt & Ramakrishnan 2006, "strict" variant, Algorithm 1): recursively
-  split the records at the median of the QI with the widest normalised span, as long as both
-  halves stay k-anonymous (and l-diverse); each leaf is generalised to its ranges / value sets.
+  split the records on the QI with the widest normalised span, as long as every part still meets
+  the requirement (k, l, t). A numeric QI splits at its median; a categorical QI splits into the
+  children of the class's current hierarchy node (children holding fewer than k records are
+  pooled). Each leaf is generalised to its numeric ranges and the lowest common hierarchy nodes.
 * Normalised certainty penalty (Xu et al. 2006, Section 3.1): per record and QI, the span of
   the generalised interval over the span of the whole column (numeric), or
-  ``(|set| - 1) / (|domain| - 1)`` (categorical); NCP is the mean over records and QIs.
+  ``(leaves under the node - 1) / (all leaves - 1)`` (categorical); NCP is the mean over
+  records and QIs.
 * Linkage attack (Sweeney 2002): join the released table with an identified table on the QIs
   and count people who match exactly one released record.
 
-Numeric QIs are released as ``"lo-hi"`` (or the single value), categorical QIs as
-``"a|b|c"`` (or ``"*"`` for the whole domain). The input frame is never modified.
+Numeric QIs are released as ``"lo-hi"`` (or the single value), categorical QIs as a node of
+their :class:`~trusttango.privacy.hierarchy.Hierarchy` (``"*"`` for any value; the flat
+hierarchy when none is given). The input frame is never modified.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from trusttango.errors import InputError, require
+from trusttango.privacy.hierarchy import ANY, Hierarchy
 
 KINDS = ("numeric", "categorical")
-ANY = "*"
 _RANGE = re.compile(r"^(-?\d+(?:\.\d+)?)-(-?\d+(?:\.\d+)?)$")
 
 # The lecture's toy table (names, gender, year of birth, test result): reconstructed, 14 records.
@@ -61,59 +69,128 @@ class Anonymized:
     sensitive: list[str]
     ncp: float  # normalised certainty penalty in [0, 1]
     n_classes: int
+    t_closeness: float | None = None
+    hierarchies: dict[str, Hierarchy] = field(default_factory=dict)  # those used for the categorical QIs
 
 
-def qi_kinds(frame: pd.DataFrame, qi: list[str] | dict[str, str]) -> dict[str, str]:
-    """QI name -> ``"numeric"`` / ``"categorical"``; given as a dict, or inferred from the dtypes."""
+def qi_kinds(frame: pd.DataFrame, qi: list[str] | dict[str, str], hierarchical: tuple[str, ...] = ()) -> dict[str, str]:
+    """QI name -> ``"numeric"`` / ``"categorical"``; given as a dict, or inferred: categorical when a
+    hierarchy is given for it (``hierarchical``) or its values are not numbers."""
     require(len(qi) > 0, "qi: give at least one quasi-identifier column")
     kinds = dict(qi) if isinstance(qi, dict) else {}
     for name in qi:
         require(name in frame.columns, f"qi: column {name!r} not in the table (columns: {', '.join(frame.columns)})")
-        kinds.setdefault(name, "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical")
+        numeric = pd.api.types.is_numeric_dtype(frame[name]) and name not in hierarchical
+        kinds.setdefault(name, "numeric" if numeric else "categorical")
         require(kinds[name] in KINDS, f"qi: kind of {name!r} must be one of {KINDS}, got {kinds[name]!r}")
+    for name in hierarchical:  # a hierarchy of a column that is not a QI is ignored
+        require(name in frame.columns, f"hierarchies: column {name!r} not in the table")
+        require(kinds.get(name, "categorical") == "categorical", f"hierarchies: QI {name!r} is declared numeric")
     return kinds
 
 
-def _encode(frame: pd.DataFrame, kinds: dict[str, str]) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """QIs as a float matrix (categories as sorted codes) and each categorical column's categories."""
-    cols, cats = [], []
-    for name, kind in kinds.items():
-        if kind == "numeric":
-            values = pd.to_numeric(frame[name], errors="coerce")
-            bad = frame[name][values.isna()]
-            if len(bad):
-                raise InputError(f"qi: numeric column {name!r} has a non-numeric or missing value {bad.iloc[0]!r}")
-            cols.append(values.to_numpy(float))
-            cats.append(None)
-        else:
-            codes, uniques = pd.factorize(frame[name].astype(str), sort=True)
-            cols.append(codes.astype(float))
-            cats.append(np.asarray(uniques))
-    return np.stack(cols, 1), cats
+class _NumericQI:
+    """A numeric QI: split at the median, released as the class's range."""
+
+    def __init__(self, name: str, column: pd.Series) -> None:
+        values = pd.to_numeric(column, errors="coerce")
+        bad = column[values.isna()]
+        if len(bad):
+            raise InputError(f"qi: numeric column {name!r} has a non-numeric or missing value {bad.iloc[0]!r}")
+        self.x = values.to_numpy(float)
+        self.full = float(self.x.max() - self.x.min())
+
+    def width(self, rows: np.ndarray) -> float:
+        col = self.x[rows]
+        return float(col.max() - col.min()) / self.full if self.full > 0 else 0.0
+
+    def split(self, rows: np.ndarray, k: int) -> list[np.ndarray] | None:
+        col = self.x[rows]
+        median = np.median(col)
+        left = col <= median if (col > median).any() else col < median
+        return [rows[left], rows[~left]] if left.any() and not left.all() else None
+
+    def release(self, rows: np.ndarray) -> tuple[str, float]:
+        lo, hi = self.x[rows].min(), self.x[rows].max()
+        text = _format_number(lo) if lo == hi else f"{_format_number(lo)}-{_format_number(hi)}"
+        return text, self.width(rows)
 
 
-def _spans(x: np.ndarray) -> np.ndarray:
-    return x.max(0) - x.min(0) if len(x) else np.zeros(x.shape[1])
+class _CategoricalQI:
+    """A categorical QI: split into the children of the class's hierarchy node, released as that node."""
+
+    def __init__(self, name: str, column: pd.Series, hierarchy: Hierarchy | None) -> None:
+        codes, values = pd.factorize(column.astype(str), sort=True)
+        self.codes, self.values = codes, [str(v) for v in values]
+        self.hierarchy = hierarchy or Hierarchy.flat(self.values, name)
+        self.hierarchy.check_values(self.values)
+
+    def node(self, rows: np.ndarray) -> str:
+        return self.hierarchy.lca(self.values[c] for c in np.unique(self.codes[rows]))
+
+    def width(self, rows: np.ndarray) -> float:
+        return self.hierarchy.penalty(self.node(rows))
+
+    def split(self, rows: np.ndarray, k: int) -> list[np.ndarray] | None:
+        depth = len(self.hierarchy.paths[self.node(rows)])
+        present, inverse = np.unique(self.codes[rows], return_inverse=True)
+        branches = [self.hierarchy.paths[self.values[c]] for c in present]
+        branch = np.array([path[depth] if len(path) > depth else "" for path in branches])[inverse]
+        groups = [rows[branch == b] for b in np.unique(branch)]
+        parts = sorted((g for g in groups if len(g) >= k), key=len)
+        small = [g for g in groups if len(g) < k]
+        if small and parts:  # pool the children too small to stand alone; too small a pool joins the smallest part
+            pool = np.concatenate(small)
+            if len(pool) >= k:
+                parts.append(pool)
+            else:
+                parts[0] = np.concatenate([parts[0], pool])
+        return parts if len(parts) >= 2 else None
+
+    def release(self, rows: np.ndarray) -> tuple[str, float]:
+        node = self.node(rows)
+        return node, self.hierarchy.penalty(node)
 
 
-def _diverse(sens: np.ndarray | None, rows: np.ndarray, l_diversity: int | None) -> bool:
-    return l_diversity is None or len(np.unique(sens[rows])) >= l_diversity
+@dataclass
+class _Requirement:
+    """What every equivalence class must meet: >= k records, >= l distinct sensitive values, and an
+    EMD to the table's sensitive distribution <= t."""
+
+    k: int
+    sens: np.ndarray | None = None  # codes of the first sensitive column (sorted values)
+    l_diversity: int | None = None
+    t: float | None = None
+    ordered: bool = False  # numeric sensitive column: ordered distance
+    prior: np.ndarray | None = None
+
+    def __call__(self, rows: np.ndarray) -> bool:
+        if len(rows) < self.k:
+            return False
+        if self.l_diversity is not None and len(np.unique(self.sens[rows])) < self.l_diversity:
+            return False
+        return self.t is None or self.distance(rows) <= self.t + 1e-12
+
+    def distance(self, rows: np.ndarray) -> float:
+        """EMD between the class's and the table's sensitive distributions (Li et al. 2007, Section 4.2)."""
+        r = np.bincount(self.sens[rows], minlength=len(self.prior)) / len(rows) - self.prior
+        if self.ordered:
+            return float(np.abs(np.cumsum(r)).sum() / max(1, len(r) - 1))
+        return float(0.5 * np.abs(r).sum())
 
 
-def mondrian(x: np.ndarray, k: int, sens: np.ndarray | None = None, l_diversity: int | None = None) -> list[np.ndarray]:
-    """Strict Mondrian partitions (row index arrays) of the encoded QI matrix ``x``."""
-    full = np.maximum(_spans(x), 1e-12)
-    done, todo = [], [np.arange(len(x))]
+def mondrian(qis: list[_NumericQI | _CategoricalQI], n: int, requirement: _Requirement) -> list[np.ndarray]:
+    """Strict Mondrian partitions (row index arrays) of ``n`` records."""
+    done, todo = [], [np.arange(n)]
     while todo:
         rows = todo.pop()
-        part = x[rows]
-        for dim in np.argsort(-_spans(part) / full):
-            col = part[:, dim]
-            median = np.median(col)
-            left = col <= median if (col > median).any() else col < median
-            lo, hi = rows[left], rows[~left]
-            if min(len(lo), len(hi)) >= k and _diverse(sens, lo, l_diversity) and _diverse(sens, hi, l_diversity):
-                todo += [lo, hi]
+        widths = np.array([q.width(rows) for q in qis])
+        for j in np.argsort(-widths, kind="stable"):
+            if widths[j] <= 0:
+                continue
+            parts = qis[j].split(rows, requirement.k)
+            if parts is not None and all(requirement(p) for p in parts):
+                todo += parts
                 break
         else:
             done.append(rows)
@@ -124,17 +201,23 @@ def _format_number(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:g}"
 
 
-def _generalise(values: np.ndarray, categories: np.ndarray | None) -> tuple[str, float]:
-    """The released value of one QI over one class, and its certainty penalty (unnormalised for numbers)."""
-    if categories is None:
-        lo, hi = values.min(), values.max()
-        text = _format_number(lo) if lo == hi else f"{_format_number(lo)}-{_format_number(hi)}"
-        return text, float(hi - lo)
-    present = np.unique(values).astype(int)
-    if len(present) == len(categories) and len(present) > 1:
-        return ANY, 1.0
-    text = "|".join(str(categories[i]) for i in present)
-    return text, (len(present) - 1) / max(1, len(categories) - 1)
+def _requirement(
+    frame: pd.DataFrame, k: int, sensitive: list[str], l_diversity: int | None, t_closeness: float | None
+) -> _Requirement:
+    if l_diversity is None and t_closeness is None:
+        return _Requirement(k)
+    require(sensitive, "l-diversity / t-closeness need a sensitive column")
+    column = frame[sensitive[0]]
+    codes, values = pd.factorize(column, sort=True)
+    require((codes >= 0).all(), f"sensitive column {sensitive[0]!r} has missing values")
+    require(
+        l_diversity is None or 1 <= l_diversity <= len(values),
+        f"l={l_diversity}: must lie in [1, {len(values)}] (distinct values of {sensitive[0]!r})",
+    )
+    require(t_closeness is None or 0 < t_closeness <= 1, f"t-closeness: t must lie in (0, 1], got {t_closeness}")
+    prior = np.bincount(codes, minlength=len(values)) / len(codes)
+    ordered = pd.api.types.is_numeric_dtype(column)
+    return _Requirement(k, codes, l_diversity, t_closeness, ordered, prior)
 
 
 def anonymize(
@@ -144,57 +227,61 @@ def anonymize(
     sensitive: list[str] | None = None,
     identifiers: list[str] | None = None,
     l_diversity: int | None = None,
+    hierarchies: Mapping[str, Hierarchy | Mapping[str, str]] | None = None,
+    t_closeness: float | None = None,
 ) -> Anonymized:
-    """k-anonymise ``frame`` with Mondrian (optionally distinct l-diverse on the first
-    sensitive column). Identifier columns are dropped; the input is not modified."""
+    """k-anonymise ``frame`` with Mondrian, optionally distinct l-diverse and / or t-close on the
+    first sensitive column. Categorical QIs generalise up ``hierarchies`` (column -> hierarchy or
+    child -> parent mapping; flat when absent). Identifier columns are dropped; the input is not modified."""
     sensitive, identifiers = list(sensitive or []), list(identifiers or [])
     require(isinstance(k, int) and k >= 1, f"k must be an integer >= 1, got {k!r}")
     require(k <= len(frame), f"k={k} is larger than the table ({len(frame)} rows)")
     for name in sensitive + identifiers:
         require(name in frame.columns, f"column {name!r} not in the table (columns: {', '.join(frame.columns)})")
-    kinds = qi_kinds(frame, qi)
+    trees = {
+        name: h if isinstance(h, Hierarchy) else Hierarchy(h, f"hierarchies: {name}")
+        for name, h in (hierarchies or {}).items()
+    }
+    kinds = qi_kinds(frame, qi, tuple(trees))
     require(
         not set(kinds) & set(sensitive + identifiers),
         "a column cannot be both a quasi-identifier and sensitive/identifier",
     )
-    sens = None
-    if l_diversity is not None:
-        require(sensitive, "l-diversity needs a --sensitive column")
-        sens = frame[sensitive[0]].astype(str).to_numpy()
-        n_distinct = len(np.unique(sens))
-        require(
-            1 <= l_diversity <= n_distinct,
-            f"l={l_diversity}: must lie in [1, {n_distinct}] (distinct values of {sensitive[0]!r})",
-        )
-    x, cats = _encode(frame, kinds)
-    parts = mondrian(x, k, sens, l_diversity)
-    full = np.maximum(_spans(x), 1e-12)
+    requirement = _requirement(frame, k, sensitive, l_diversity, t_closeness)
+    qis = [
+        _NumericQI(name, frame[name]) if kind == "numeric" else _CategoricalQI(name, frame[name], trees.get(name))
+        for name, kind in kinds.items()
+    ]
+    parts = mondrian(qis, len(frame), requirement)
     released = frame.drop(columns=identifiers).copy()
     generalised = {name: np.empty(len(frame), dtype=object) for name in kinds}
     penalty = 0.0
     for rows in parts:
-        for j, name in enumerate(kinds):
-            text, cost = _generalise(x[rows, j], cats[j])
+        for name, q in zip(kinds, qis, strict=True):
+            text, cost = q.release(rows)
             generalised[name][rows] = text
-            penalty += len(rows) * (cost / full[j] if cats[j] is None else cost)
+            penalty += len(rows) * cost
     for name, values in generalised.items():
         released[name] = values
     ncp = penalty / (len(frame) * len(kinds))
-    return Anonymized(released, k, l_diversity, list(kinds), sensitive, ncp, len(parts))
+    used = {name: q.hierarchy for name, q in zip(kinds, qis, strict=True) if isinstance(q, _CategoricalQI)}
+    return Anonymized(released, k, l_diversity, list(kinds), sensitive, ncp, len(parts), t_closeness, used)
 
 
 class _Column:
     """One QI of the identified table, ready to test against released generalised values."""
 
-    def __init__(self, raw: pd.Series, numeric: bool) -> None:
+    def __init__(self, raw: pd.Series, numeric: bool, hierarchy: Hierarchy | None) -> None:
         self.numeric = numeric
         if numeric:
             self.values = raw.to_numpy(float)
         else:
-            self.codes, self.uniques = pd.factorize(raw.astype(str))
+            self.codes, uniques = pd.factorize(raw.astype(str))
+            self.uniques = [str(u) for u in uniques]
+            self.hierarchy = hierarchy or Hierarchy.flat(self.uniques)
 
     def matches(self, released: object) -> np.ndarray:
-        """Which people's raw values fall inside one released value (range, value set or ``*``)."""
+        """Which people's raw values fall inside one released value (range, hierarchy node or ``*``)."""
         text = str(released)
         if text == ANY:
             return np.ones(len(self.values if self.numeric else self.codes), bool)
@@ -202,8 +289,8 @@ class _Column:
             m = _RANGE.match(text)
             lo, hi = (float(m.group(1)), float(m.group(2))) if m else (float(text), float(text))
             return (self.values >= lo) & (self.values <= hi)
-        allowed = np.isin(self.uniques, text.split("|"))
-        return np.append(allowed, False)[self.codes]  # code -1 (missing) never matches
+        allowed = np.array([self.hierarchy.covers(text, u) for u in self.uniques] + [False])
+        return allowed[self.codes]  # code -1 (missing) never matches
 
 
 @dataclass
@@ -219,10 +306,15 @@ class Linkage:
         return self.reidentified / max(1, self.population)
 
 
-def linkage_attack(released: pd.DataFrame, identified: pd.DataFrame, qi: list[str]) -> Linkage:
+def linkage_attack(
+    released: pd.DataFrame,
+    identified: pd.DataFrame,
+    qi: list[str],
+    hierarchies: Mapping[str, Hierarchy] | None = None,
+) -> Linkage:
     """Join ``identified`` (names + raw QIs, e.g. a voter list) with ``released`` on the
-    quasi-identifiers (a raw value matches a range / value set containing it) and count the
-    people matched by exactly one released record (Sweeney 2002)."""
+    quasi-identifiers (a raw value matches a range containing it, or a node of the column's
+    hierarchy above it) and count the people matched by exactly one released record (Sweeney 2002)."""
     for name in qi:
         require(name in released.columns, f"qi: column {name!r} not in the released table")
         require(name in identified.columns, f"qi: column {name!r} not in the identified table")
@@ -230,14 +322,16 @@ def linkage_attack(released: pd.DataFrame, identified: pd.DataFrame, qi: list[st
     classes = released.groupby(qi, dropna=False, sort=False).size().reset_index(name="_count")
     counts = np.zeros(len(identified), dtype=np.int64)
     exact = np.ones(len(classes), bool)
+    hierarchies = hierarchies or {}
     for name in qi:
         col = classes[name].astype(str)
-        exact &= ~(col.eq(ANY) | col.str.contains("|", regex=False) | (col.str.match(_RANGE.pattern) & numeric[name]))
+        internal = col.isin(hierarchies[name].internal) if name in hierarchies else False
+        exact &= ~(col.eq(ANY) | internal | (col.str.match(_RANGE.pattern) & numeric[name]))
     if exact.any():  # plain values: an ordinary join
         plain = classes[exact].astype({n: identified[n].dtype for n in qi if numeric[n]})
         joined = identified[qi].reset_index(drop=True).merge(plain, how="left", on=qi)["_count"]
         counts += joined.fillna(0).to_numpy(np.int64)
-    columns = [_Column(identified[name], numeric[name]) for name in qi]
+    columns = [_Column(identified[name], numeric[name], hierarchies.get(name)) for name in qi]
     for row in classes[~exact].itertuples(index=False):
         mask = np.ones(len(identified), bool)
         for col, value in zip(columns, row, strict=False):
@@ -265,6 +359,7 @@ def read_table(path: str) -> pd.DataFrame:
 def describe(result: Anonymized) -> str:
     """One line summarising a release."""
     lpart = f", l={result.l_diversity}" if result.l_diversity else ""
+    lpart += f", t={result.t_closeness:g}" if result.t_closeness else ""
     sizes = result.table.groupby(result.quasi_identifiers).size()
     return (
         f"k={result.k}{lpart}: {result.n_classes} classes (smallest {int(sizes.min())}), "

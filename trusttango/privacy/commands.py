@@ -19,21 +19,38 @@ def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _read_mapping(path: Path, option: str) -> dict:
+    """A YAML (``.yaml`` / ``.yml``) or JSON file holding a mapping."""
+    require(path.exists(), f"{option} {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise InputError(f"{option} {path}: not valid YAML/JSON ({err})") from None
+    require(isinstance(data, dict), f"{option} {path}: expected a mapping")
+    return data
+
+
 def _spec(path: Path | None) -> dict:
-    """A small YAML/JSON declaration: ``identifiers``, ``quasi_identifiers`` (list, or name -> kind), ``sensitive``."""
+    """A small YAML/JSON declaration: ``identifiers``, ``quasi_identifiers`` (list, or name -> kind),
+    ``sensitive`` and ``hierarchies`` (column -> {value: parent})."""
     if path is None:
         return {}
-    require(path.exists(), f"--spec {path}: no such file")
-    try:
-        spec = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise InputError(f"--spec {path}: not valid YAML/JSON ({err})") from None
-    require(
-        isinstance(spec, dict), f"--spec {path}: expected a mapping with quasi_identifiers / sensitive / identifiers"
-    )
-    unknown = set(spec) - {"identifiers", "quasi_identifiers", "sensitive"}
+    spec = _read_mapping(path, "--spec")
+    unknown = set(spec) - {"identifiers", "quasi_identifiers", "sensitive", "hierarchies"}
     require(not unknown, f"--spec {path}: unknown key(s) {', '.join(sorted(unknown))}")
     return spec
+
+
+def _hierarchies(declared: dict, path: str) -> dict:
+    """Hierarchies from the spec, then from ``--hierarchies`` (a YAML/JSON file, or ``adult`` for the built-in ones)."""
+    from trusttango.privacy.hierarchy import adult_hierarchies, parse_hierarchies
+
+    trees = parse_hierarchies(declared.get("hierarchies") or {}, "--spec hierarchies")
+    if path == "adult":
+        return adult_hierarchies() | trees
+    if path:
+        return parse_hierarchies(_read_mapping(Path(path), "--hierarchies"), f"--hierarchies {path}") | trees
+    return trees
 
 
 def anonymize_cmd(
@@ -43,12 +60,18 @@ def anonymize_cmd(
     sensitive: str = typer.Option("", help="Sensitive columns, comma-separated (kept as they are)."),
     identifiers: str = typer.Option("", help="Direct identifiers to drop, comma-separated."),
     spec: Path = typer.Option(
-        None, help="YAML/JSON with identifiers, quasi_identifiers (name: numeric|categorical), sensitive."
+        None,
+        help="YAML/JSON with identifiers, quasi_identifiers (name: numeric|categorical), sensitive, hierarchies.",
+    ),
+    hierarchies: str = typer.Option(
+        "", help="YAML/JSON {column: {value: parent}} generalisation hierarchies ('adult': built-in; default flat)."
     ),
     l_div: int = typer.Option(0, "--l", help="Also make each class distinct l-diverse on the first sensitive column."),
+    t_close: float = typer.Option(0.0, "--t", help="Also make each class t-close on the first sensitive column."),
     out: Path = typer.Option(Path("released.csv"), help="Released CSV to write (the input is never modified)."),
 ) -> None:
-    """k-anonymise a table with Mondrian, report information loss (NCP), and run a linkage attack."""
+    """k-anonymise a table with Mondrian (categorical QIs up their hierarchies), report information
+    loss (NCP), and run a linkage attack."""
     from trusttango.privacy.anonymity import anonymize, describe, linkage_attack, read_table
 
     declared = _spec(spec)
@@ -57,12 +80,12 @@ def anonymize_cmd(
     sens = declared.get("sensitive") or _names(sensitive)
     ids = declared.get("identifiers") or _names(identifiers)
     frame = read_table(table)
-    result = anonymize(frame, k, quasi, sens, ids, l_div or None)
+    result = anonymize(frame, k, quasi, sens, ids, l_div or None, _hierarchies(declared, hierarchies), t_close or None)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out, index=False)
     names = list(quasi)
     before = linkage_attack(frame.drop(columns=ids), frame, names)
-    after = linkage_attack(result.table, frame, names)
+    after = linkage_attack(result.table, frame, names, result.hierarchies)
     console.print(describe(result))
     console.print(
         f"linkage attack on {', '.join(names)}: {before.reidentified}/{before.population} people re-identified "

@@ -5,6 +5,11 @@ Each step draws a Poisson lot (every example independently with rate ``q = L / N
 clips each per-example gradient to norm ``C``, sums, adds ``N(0, sigma^2 C^2 I)`` and
 divides by the expected lot size. The privacy loss is tracked by an RDP (Mironov 2017) or
 PRV (Gopi et al. 2021) accountant, reported as ``(epsilon, delta)``.
+
+Virtual batches: with ``max_physical_batch_size`` each Poisson lot is cut into physical
+batches of at most that many examples (Opacus' ``BatchMemoryManager``); clipped gradients
+are summed over a lot's pieces and the noisy step is taken once per lot, so the lot, the
+noise and the accountant's steps are those of the unsplit run while memory is bounded.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import warnings
 
 from opacus import PrivacyEngine
+from opacus.utils.batch_memory_manager import wrap_data_loader
 from opacus.validators import ModuleValidator
 from torch import nn
 
@@ -60,6 +66,7 @@ class DPSGD(Hook):
     ``grad_sample_mode="ghost"`` uses ghost clipping (Li et al. 2022): per-example gradient
     norms without materialising per-example gradients. After :func:`~trusttango.train.fit`
     the per-epoch ``epsilon`` is in each record's ``extra``; :meth:`meta` gives the guarantee.
+    ``max_physical_batch_size`` bounds the examples per forward/backward pass (virtual batches).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class DPSGD(Hook):
         noise_multiplier: float | None = None,
         accountant: str = "rdp",
         grad_sample_mode: str = "hooks",
+        max_physical_batch_size: int | None = None,
     ) -> None:
         require((epsilon is None) != (noise_multiplier is None), "dp: give exactly one of epsilon or noise_multiplier")
         require(epsilon is None or epsilon > 0, f"epsilon must be > 0, got {epsilon}")
@@ -80,8 +88,13 @@ class DPSGD(Hook):
         require(max_grad_norm > 0, f"max_grad_norm must be > 0, got {max_grad_norm}")
         require(accountant in ACCOUNTANTS, f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
         require(grad_sample_mode in GRAD_SAMPLE_MODES, f"unknown grad_sample_mode {grad_sample_mode!r}")
+        require(
+            max_physical_batch_size is None or max_physical_batch_size >= 1,
+            f"max_physical_batch_size must be >= 1, got {max_physical_batch_size}",
+        )
         self.epsilon, self.delta, self.max_grad_norm = epsilon, delta, max_grad_norm
         self.noise_multiplier, self.accountant, self.grad_sample_mode = noise_multiplier, accountant, grad_sample_mode
+        self.max_physical_batch_size = max_physical_batch_size
         self.engine: PrivacyEngine | None = None
         self.sample_rate: float | None = None
         self.replaced: list[str] = []
@@ -100,7 +113,6 @@ class DPSGD(Hook):
         optimizer = state.optimizer  # fresh (no state yet): re-point it at the fixed model's parameters
         optimizer.param_groups = []
         optimizer.add_param_group({"params": [p for p in state.model.parameters() if p.requires_grad]})
-        self.engine = PrivacyEngine(accountant=self.accountant)
         common = dict(
             module=state.model,
             optimizer=optimizer,
@@ -112,6 +124,7 @@ class DPSGD(Hook):
         )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
+            self.engine = PrivacyEngine(accountant=self.accountant)
             if self.epsilon is not None:
                 out = self.engine.make_private_with_epsilon(
                     **common, target_epsilon=self.epsilon, target_delta=self.delta, epochs=state.config.epochs
@@ -124,7 +137,11 @@ class DPSGD(Hook):
             state.model, state.optimizer, state.loader = out
         self._wrapped = state.model
         self.noise_multiplier = state.optimizer.noise_multiplier
-        self.sample_rate = 1 / len(state.loader)
+        self.sample_rate = state.loader.sample_rate
+        if self.max_physical_batch_size is not None:
+            state.loader = wrap_data_loader(
+                data_loader=state.loader, max_batch_size=self.max_physical_batch_size, optimizer=state.optimizer
+            )
 
     def spent(self) -> float:
         """Epsilon spent so far at :attr:`delta` (0 before the first step)."""
@@ -132,7 +149,7 @@ class DPSGD(Hook):
         return float(self.engine.get_epsilon(self.delta)) if self.engine.accountant.history else 0.0
 
     def epoch_end(self, state: TrainState, record: EpochRecord) -> None:
-        self.steps = state.step
+        self.steps = sum(steps for *_, steps in self.engine.accountant.history)  # noisy steps, one per lot
         record.extra["epsilon"] = self.spent()
 
     def release(self) -> None:
@@ -152,13 +169,19 @@ class DPSGD(Hook):
                 "max_grad_norm": self.max_grad_norm,
                 "sample_rate": self.sample_rate,
                 "steps": self.steps,
+                "max_physical_batch_size": self.max_physical_batch_size,
                 "replaced_layers": self.replaced,
             }
         }
 
 
 def dp_hook_from_cli(
-    epsilon: float, delta: float, max_grad_norm: float, noise_multiplier: float, accountant: str
+    epsilon: float,
+    delta: float,
+    max_grad_norm: float,
+    noise_multiplier: float,
+    accountant: str,
+    max_physical_batch_size: int = 0,
 ) -> DPSGD:
     """The :class:`DPSGD` hook for ``trusttango train --dp`` (0 means "not given")."""
     require(epsilon >= 0, f"--epsilon must be > 0, got {epsilon}")
@@ -169,4 +192,5 @@ def dp_hook_from_cli(
         max_grad_norm=max_grad_norm,
         noise_multiplier=None if epsilon else noise_multiplier,
         accountant=accountant,
+        max_physical_batch_size=max_physical_batch_size or None,
     )

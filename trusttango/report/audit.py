@@ -97,10 +97,12 @@ class Context:
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
-        x, y = self.splits.test.x[: 4 * n], self.splits.test.y[: 4 * n]
+        test = self.splits.test
         with torch.no_grad():
-            keep = self.model(x).argmax(1) == y
-        return x[keep][:n], y[keep][:n]
+            keep = torch.cat([self.model(x).argmax(1) == y for x, y in zip(test.x.split(512), test.y.split(512))])
+        index = keep.nonzero().flatten()[:n]
+        require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
+        return test.x[index], test.y[index]
 
 
 def _verdict(value: float, threshold: float, higher_is_better: bool = True) -> str:

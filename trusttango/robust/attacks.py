@@ -101,24 +101,36 @@ class Attack:
         self.targeted, self.bounds = targeted, (float(bounds[0]), float(bounds[1]))
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.run(x, y).x_adv
+        """The adversarial examples only: no extra forward pass for the result bookkeeping."""
+        return self._attack(x, y, None)[2]
 
     def run(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels or targets ``y``); ``labels`` are the true classes for a targeted attack."""
-        device = next(self.model.parameters()).device
-        x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
-        with _eval_mode(self.model):
-            self._check(x, y, labels)
-            x_adv = self._perturb(x, y).detach()
-            with torch.no_grad():
-                pred = self.model(x_adv).argmax(1)
+        x, y, x_adv = self._attack(x, y, labels)
+        with _eval_mode(self.model), torch.no_grad():
+            pred = self.model(x_adv).argmax(1)
         delta = (x_adv - x).flatten(1)
         success = pred == y if self.targeted else pred != y
         l2 = delta.norm(dim=1)
         return AttackResult(x_adv, success, delta.abs().amax(1), l2, l2 / math.sqrt(delta.shape[1]), pred)
 
+    def _attack(
+        self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, y, x_adv)`` on the model's device, after validating the inputs."""
+        device = next(self.model.parameters()).device
+        x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
+        with _eval_mode(self.model):
+            self._check(x, y, labels)
+            return x, y, self._perturb(x, y).detach()
+
     def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Validate the inputs, ``eps`` against the input range, and the model's output."""
+        """Validate the inputs, ``eps`` against the input range, and the model's output.
+
+        The output shape is probed on (up to) two examples, so a model that mixes or reduces the
+        batch is caught without paying a full forward pass; only a targeted attack without
+        ``labels`` needs the clean predictions of the whole batch.
+        """
         lo, hi = self.bounds
         require(x.dim() >= 2 and len(x) > 0, f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
         require(y.shape == (len(x),), f"y: expected shape ({len(x)},), got {tuple(y.shape)}")
@@ -133,16 +145,21 @@ class Attack:
                 self.eps <= limit,
                 f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})",
             )
+        probe = x[:2]
         with torch.no_grad():
-            logits = self.model(x)
+            logits = self.model(probe)
         require(
-            isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == len(x),
+            isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == len(probe),
             f"model: expected logits shaped (N, K), got {getattr(logits, 'shape', type(logits).__name__)}",
         )
         k = logits.shape[1]
         require(bool(((y >= 0) & (y < k)).all()), f"y: expected class indices in [0, {k}), got out-of-range values")
         if self.targeted:
-            true = logits.argmax(1) if labels is None else torch.as_tensor(labels).to(y.device).long()
+            if labels is None:
+                with torch.no_grad():
+                    true = self.model(x).argmax(1)
+            else:
+                true = torch.as_tensor(labels).to(y.device).long()
             require(not bool((true == y).any()), "y: a target equals the true label of its input (targeted attack)")
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -172,18 +189,15 @@ class _GradientAttack(Attack):
     restarts = 1
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        best = x.clone()
-        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
-            x_adv = self._one_run(x, y)
+        """Each restart re-attacks only the examples no earlier run broke."""
+        best = self._one_run(x, y)
+        for _ in range(self.restarts - 1):
             with torch.no_grad():
-                pred = self.model(x_adv).argmax(1)
-            hit = (pred == y) if self.targeted else (pred != y)
-            take = hit & ~done  # keep the first successful restart; otherwise the last run
-            best = torch.where(_view(take | ~done, x), x_adv, best)
-            done |= hit
+                pred = self.model(best).argmax(1)
+            done = (pred == y) if self.targeted else (pred != y)
             if bool(done.all()):
                 break
+            best[~done] = self._one_run(x[~done], y[~done])
         return best
 
     def _one_run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -282,7 +296,9 @@ class _MinimumNormAttack(Attack):
 class CarliniWagnerL2(_MinimumNormAttack):
     """Carlini & Wagner 2017 L2 attack (eq. 7): minimise ``||x' - x||^2 + c f(x')`` over
     ``x' = lo + (hi - lo)(tanh(w) + 1)/2`` with Adam, ``f`` the logit margin with confidence
-    ``kappa``; ``c`` is binary-searched per example over ``binary_steps`` rounds."""
+    ``kappa``; ``c`` is binary-searched per example over ``binary_steps`` rounds. With
+    ``abort_early`` a round stops when the loss has not fallen by 0.01 % over a tenth of its
+    steps, as in the authors' reference implementation."""
 
     def __init__(
         self,
@@ -292,10 +308,12 @@ class CarliniWagnerL2(_MinimumNormAttack):
         steps: int = 100,
         lr: float = 0.01,
         binary_steps: int = 5,
+        abort_early: bool = True,
         targeted: bool = False,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(model, steps=steps, targeted=targeted, bounds=bounds)
+        self.abort_early = abort_early
         require(c > 0 and kappa >= 0 and lr > 0, f"c, lr: expected > 0 and kappa >= 0, got c={c} lr={lr} kappa={kappa}")
         require(int(binary_steps) >= 1, f"binary_steps: expected >= 1, got {binary_steps}")
         self.c, self.kappa, self.lr, self.binary_steps = float(c), float(kappa), float(lr), int(binary_steps)
@@ -320,8 +338,8 @@ class CarliniWagnerL2(_MinimumNormAttack):
         for _ in range(self.binary_steps):
             w = w0.clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=self.lr)
-            found = torch.zeros_like(c, dtype=torch.bool)
-            for _ in range(self.steps):
+            found, previous = torch.zeros_like(c, dtype=torch.bool), math.inf
+            for step in range(self.steps):
                 x_new = self._to_x(w)
                 logits = self.model(x_new)
                 dist = (x_new - x).flatten(1).pow(2).sum(1)
@@ -331,6 +349,10 @@ class CarliniWagnerL2(_MinimumNormAttack):
                 hit = self._adversarial(logits.detach(), y)
                 best, best_norm = self._keep_smaller(best, best_norm, x, x_new.detach(), hit)
                 found |= hit
+                if self.abort_early and step % max(1, self.steps // 10) == 0:
+                    if float(loss.detach()) > previous * 0.9999:
+                        break
+                    previous = float(loss.detach())
             high = torch.where(found, torch.minimum(high, c), high)
             low = torch.where(found, low, torch.maximum(low, c))
             c = torch.where(torch.isinf(high), c * 10, (low + high) / 2)
@@ -340,46 +362,63 @@ class CarliniWagnerL2(_MinimumNormAttack):
 class DeepFool(_MinimumNormAttack):
     """DeepFool (Moosavi-Dezfooli et al. 2016, alg. 2): step to the nearest linearised class
     boundary, ``r = |f_k| / ||w_k||^2 * w_k``, until the label changes; the total step is
-    scaled by ``1 + overshoot``. Targeted: the only candidate boundary is the target's."""
+    scaled by ``1 + overshoot``. As in the paper, the candidate boundaries are those of the
+    ``candidates`` next most likely classes of the clean input; targeted: only the target's.
+
+    Batched: one forward pass per step for the examples not yet fooled (finished ones leave
+    the batch) and one vectorised backward pass for the gradients of all candidate margins.
+    """
 
     def __init__(
-        self, model: nn.Module, steps: int = 50, overshoot: float = 0.02, targeted: bool = False, bounds=(0.0, 1.0)
+        self,
+        model: nn.Module,
+        steps: int = 50,
+        overshoot: float = 0.02,
+        candidates: int = 10,
+        targeted: bool = False,
+        bounds=(0.0, 1.0),
     ):
         super().__init__(model, steps=steps, targeted=targeted, bounds=bounds)
         require(overshoot >= 0, f"overshoot: expected >= 0, got {overshoot}")
-        self.overshoot = float(overshoot)
+        require(int(candidates) >= 1, f"candidates: expected >= 1, got {candidates}")
+        self.overshoot, self.candidates = float(overshoot), int(candidates)
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            source = self.model(x).argmax(1)  # the class to leave (the clean prediction)
-        r_total = torch.zeros_like(x)
-        active = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        x_adv = x.clone()
-        for _ in range(self.steps):
-            x_in = x_adv.detach().requires_grad_(True)
-            logits = self.model(x_in)
-            active &= ~self._adversarial(logits.detach(), y)
-            if not bool(active.any()):
+            clean = self.model(x)
+        source = clean.argmax(1)  # the class to leave (the clean prediction)
+        k = clean.shape[1]
+        cands = y[:, None] if self.targeted else clean.topk(min(self.candidates + 1, k), 1).indices[:, 1:]
+        r_total, x_adv = torch.zeros_like(x), x.clone()
+        hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        active = torch.arange(len(x), device=x.device)
+        for step in range(self.steps + 1):
+            with torch.set_grad_enabled(step < self.steps):
+                x_in = x_adv[active].requires_grad_(step < self.steps)
+                logits = self.model(x_in)
+            fooled = self._adversarial(logits.detach(), y[active])
+            hit[active[fooled]] = True
+            if step == self.steps or bool(fooled.all()):
                 break
-            k = logits.shape[1]
-            jac = torch.stack(
-                [torch.autograd.grad(logits[:, j].sum(), x_in, retain_graph=j < k - 1)[0] for j in range(k)], 1
-            )
-            f = logits.detach() - logits.detach().gather(1, source[:, None])  # f_k = logit_k - logit_source
-            w = jac - jac[torch.arange(len(x)), source][:, None]
+            w, f = self._margins(x_in, logits, cands[active], source[active])
+            w, f, active = w[~fooled], f[~fooled], active[~fooled]
             w_norm = w.flatten(2).norm(dim=2).clamp_min(1e-8)
             ratio = f.abs() / w_norm
-            allowed = F.one_hot(y, k).bool() if self.targeted else ~F.one_hot(source, k).bool()
-            ratio = ratio.masked_fill(~allowed, math.inf)
             j = ratio.argmin(1)
-            idx = torch.arange(len(x))
-            step = (ratio[idx, j] + 1e-4) / w_norm[idx, j]
-            r = _view(step, x) * w[idx, j]
-            r_total = r_total + torch.where(_view(active, x), r, torch.zeros_like(r))
-            x_adv = self._clip(x + (1 + self.overshoot) * r_total).detach()
-        with torch.no_grad():
-            hit = self._adversarial(self.model(x_adv), y)
+            rows = torch.arange(len(active), device=x.device)
+            r_total[active] += _view((ratio[rows, j] + 1e-4) / w_norm[rows, j], w[:, 0]) * w[rows, j]
+            x_adv[active] = self._clip(x[active] + (1 + self.overshoot) * r_total[active])
         return torch.where(_view(hit, x), x_adv, x)
+
+    @staticmethod
+    def _margins(x_in, logits, cands, source) -> tuple[torch.Tensor, torch.Tensor]:
+        """``w`` (n, q, *x): gradients of ``logit_c - logit_source`` for the q candidates c, in one
+        batched backward pass; ``f`` (n, q): the margins themselves."""
+        k = logits.shape[1]
+        select = F.one_hot(cands, k).float() - F.one_hot(source, k).float()[:, None]  # (n, q, K)
+        (w,) = torch.autograd.grad(logits, x_in, select.transpose(0, 1), is_grads_batched=True)
+        f = logits.detach().gather(1, cands) - logits.detach().gather(1, source[:, None])
+        return w.transpose(0, 1), f
 
 
 class MinNormL2(_MinimumNormAttack):

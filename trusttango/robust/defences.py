@@ -6,8 +6,10 @@
 - :class:`LipschitzRegulariser`: Woods et al. 2019's input-gradient penalty
   ``CE + psi * mean_n |d zeta_n / d x_n|^2`` by double backprop, where ``zeta_n`` is a random
   logit (probability 0.8) or the margin ``logit_y - max_{j != y} logit_j`` (0.2), and ``psi``
-  adapts multiplicatively so the CE stays near ``target_ce``. Best with the half-Huber ReLU
-  (``activation="half_huber"``), whose second derivative is not zero almost everywhere.
+  adapts multiplicatively so the CE stays near ``target_ce``. The paper pairs it with the
+  half-Huber ReLU (``activation="half_huber"``), whose second derivative is not zero almost
+  everywhere; on a short budget (4 epochs, 6k Fashion-MNIST images) the half-Huber small CNN
+  reached only 0.68 test accuracy against 0.85 with ReLU, so measure before choosing it.
 """
 
 from __future__ import annotations
@@ -87,18 +89,22 @@ def _zeta(logits: torch.Tensor, y: torch.Tensor, p_logit: float) -> torch.Tensor
 class LipschitzRegulariser(Hook):
     """Input-gradient (Lipschitz-inspired) regulariser of Woods et al. 2019 with adaptive ``psi``.
 
-    After each step ``psi <- psi * exp(rate * (target_ce - CE))``: the penalty grows while the
-    CE is below ``target_ce`` and shrinks when it rises above, so accuracy is traded for
-    smoothness only down to that CE. ``psi`` stays in ``[psi_min, psi_max]``.
+    After each step ``psi <- psi * exp(rate * (target_ce - CE) / target_ce)``: the penalty grows
+    while the CE is below ``target_ce`` and shrinks when it rises above, so accuracy is traded
+    for smoothness only down to that CE. ``psi`` stays in ``[psi_min, psi_max]``. The relative
+    error makes the controller fast enough to recover, within an epoch, from the collapse of
+    ``psi`` while the CE of the first epoch is still far above the target (with a slower one
+    the penalty stayed negligible: 0.005 at the end of a 4-epoch Fashion-MNIST run, ARA only
+    1.7x the standard model's).
     """
 
     def __init__(
         self,
         psi: float = 1.0,
-        target_ce: float = 0.5,
-        rate: float = 0.05,
+        target_ce: float = 0.6,
+        rate: float = 0.5,
         p_logit: float = 0.8,
-        psi_min: float = 1e-4,
+        psi_min: float = 1e-3,
         psi_max: float = 1e4,
     ) -> None:
         require(
@@ -119,7 +125,8 @@ class LipschitzRegulariser(Hook):
         (grad,) = torch.autograd.grad(_zeta(logits, y, self.p_logit).sum(), x, create_graph=True)
         penalty = grad.flatten(1).pow(2).sum(1).mean()
         ce = float(loss.detach())
-        self.psi = min(self.psi_max, max(self.psi_min, self.psi * math.exp(self.rate * (self.target_ce - ce))))
+        psi = self.psi * math.exp(self.rate * (self.target_ce - ce) / self.target_ce)
+        self.psi = min(self.psi_max, max(self.psi_min, psi))
         self._penalty_sum, self._steps = self._penalty_sum + float(penalty.detach()), self._steps + 1
         return loss + self.psi * penalty
 

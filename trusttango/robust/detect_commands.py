@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
         window: int = typer.Option(3, help="Side of the entropy neighbourhood (odd)."),
         bins: int = typer.Option(256, help="Histogram bins over the 8-bit response levels."),
         summary: bool = typer.Option(False, help="Add entropy-image statistics and a logistic model."),
+        layer: str = typer.Option("auto", help="Response at: auto (last full-res ReLU), input, or a module name."),
         seed: int = typer.Option(0),
     ) -> None:
         """Fit the entropy detector's threshold on clean vs attacked validation data."""
@@ -78,7 +79,8 @@ def register(app: typer.Typer) -> None:
 
         net, ds = _load(model, data, "val", n, seed)
         clean, adv = _pairs(net, ds, attack, eps)
-        detector = EntropyDetector(net, window=window, bins=bins, summary=summary).fit(clean, adv)
+        detector = EntropyDetector(net, window, bins, summary, layer=None if layer == "input" else layer)
+        detector.fit(clean, adv)
         detector.save(out / "detector.json")
         result = evaluate_detector(detector, clean, adv, attack)
         plot_roc({attack: (detector.score(clean), detector.score(adv))}, out / "roc.png", "fit (validation)")

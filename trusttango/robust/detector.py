@@ -38,14 +38,62 @@ from trusttango.robust.entropy import local_entropy
 matplotlib.use("Agg")
 
 Responder = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-FORMAT = "trusttango-detector/1"
+FORMAT = "trusttango-detector/2"
+AUTO = "auto"
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
-def guided_response(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Feature response: the guided-backprop map of the predicted class w.r.t. ``x`` (SPECS 2)."""
+def guided_response(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """Feature response: the guided-backprop signal of the predicted class (SPECS 2) w.r.t. ``x``,
+    or (``layer`` = a module name) w.r.t. that inner module's output, read on the same backward pass."""
     from trusttango.explain import GuidedBackprop
 
-    return GuidedBackprop(model).attribute(x, target=None)
+    if layer is None:
+        return GuidedBackprop(model).attribute(x, target=None)
+    module = _submodule(model, layer)
+    grads: list[torch.Tensor] = []
+
+    def keep_gradient(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+        out.register_hook(grads.append)
+
+    handle = module.register_forward_hook(keep_gradient)
+    try:
+        GuidedBackprop(model).attribute(x, target=None)
+    finally:
+        handle.remove()
+    require(len(grads) == 1, f"layer {layer!r}: expected one tensor output on the path to the logits, got {len(grads)}")
+    return grads[0].detach()
+
+
+def _submodule(model: nn.Module, layer: str) -> nn.Module:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        raise InputError(f"layer: no module named {layer!r} in the model") from None
+
+
+def full_resolution_layer(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The deepest ReLU module whose output keeps the spatial size of the first ReLU's output
+    (the last feature map before the first downsampling), or ``None`` (the input) if there is none."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+            shapes.setdefault(name, tuple(out.shape[2:]))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model.eval()(x[:1].to(model_device(model)))
+    finally:
+        for h in handles:
+            h.remove()
+    spatial = [(name, shape) for name, shape in shapes.items() if len(shape) == 2]
+    if not spatial:
+        return None
+    return [name for name, shape in spatial if shape == spatial[0][1]][-1]
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -141,12 +189,16 @@ class Detector:
 
 
 class EntropyDetector(Detector):
-    """Mean local spatial entropy of the feature response (seed "Two to Trust", sec. 3).
+    """Local spatial entropy of the feature response (seed "Two to Trust", sec. 3).
 
     ``window`` and ``bins`` are the entropy's neighbourhood side and histogram bins
-    (:func:`~trusttango.robust.entropy.local_entropy`); ``summary=True`` adds the standard
-    deviation and quartiles of the entropy image, combined by a logistic model.
-    ``responder(model, x)`` gives the response (default: guided backprop of the predicted class).
+    (:func:`~trusttango.robust.entropy.local_entropy`). ``layer`` picks the response: ``None``
+    the guided-backprop map at the input (the seed's figure), a module name the guided signal
+    at that module's output, ``"auto"`` (default) the last full-resolution ReLU
+    (:func:`full_resolution_layer`, resolved at first use). ``summary=False`` scores the mean
+    entropy (the seed's statistic); ``summary=True`` adds the standard deviation, the quantiles
+    :data:`QUANTILES` and the non-zero fraction of the entropy image, combined by a logistic
+    model. ``responder(model, x)`` replaces the response altogether (``layer`` is then unused).
     """
 
     name = "entropy detector"
@@ -159,32 +211,39 @@ class EntropyDetector(Detector):
         summary: bool = False,
         responder: Responder | None = None,
         batch_size: int = 256,
+        layer: str | None = AUTO,
     ) -> None:
         super().__init__(model, batch_size)
-        self.window, self.bins, self.summary = window, bins, summary
-        self.responder = responder or guided_response
+        self.window, self.bins, self.summary, self.layer = window, bins, summary, layer
+        self.custom_responder = responder is not None
+        self.responder = responder or (lambda net, x: guided_response(net, x, self.layer))
         local_entropy(torch.zeros(1, 1, window, window), window, bins)  # validates window and bins
+        if layer not in (None, AUTO):
+            _submodule(model, layer)
 
     def entropy(self, x: torch.Tensor) -> torch.Tensor:
         """Entropy images (N, H, W) of the responses of ``x``."""
-        parts = [
-            local_entropy(self.responder(self.model, b.to(model_device(self.model))), self.window, self.bins)
-            for b in _batches(x, self.batch_size)
-        ]
+        batches = _batches(x, self.batch_size)
+        if self.layer == AUTO and not self.custom_responder:
+            self.layer = full_resolution_layer(self.model, x)
+        device = model_device(self.model)
+        parts = [local_entropy(self.responder(self.model, b.to(device)), self.window, self.bins) for b in batches]
         return torch.cat(parts).cpu()
 
     def statistics(self, x: torch.Tensor) -> np.ndarray:
         flat = self.entropy(x).flatten(1)
+        mean = flat.mean(1, keepdim=True)
         if not self.summary:
-            return flat.mean(1, keepdim=True).numpy()
-        quartiles = torch.quantile(flat, torch.tensor([0.25, 0.5, 0.75]), dim=1).T
-        return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), quartiles], 1).numpy()
+            return mean.numpy()
+        quantiles = torch.quantile(flat, torch.tensor(QUANTILES), dim=1).T
+        nonzero = (flat > 0).float().mean(1, keepdim=True)
+        return torch.cat([mean, flat.std(1, keepdim=True), quantiles, nonzero], 1).numpy()
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector as JSON (settings, combination, threshold, fingerprint)."""
         self._check_fitted()
         document = {
-            "format": FORMAT, "window": self.window, "bins": self.bins, "summary": self.summary,
+            "format": FORMAT, "window": self.window, "bins": self.bins, "summary": self.summary, "layer": self.layer,
             "fingerprint": self.fingerprint, "threshold": self.threshold, "mean": self.mean.tolist(),
             "std": self.std.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
         }  # fmt: skip
@@ -203,7 +262,7 @@ class EntropyDetector(Detector):
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"{path}: corrupt JSON ({err})") from None
         require(isinstance(doc, dict) and doc.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
-        detector = cls(model, doc["window"], doc["bins"], doc["summary"])
+        detector = cls(model, doc["window"], doc["bins"], doc["summary"], layer=doc["layer"])
         detector.fingerprint, detector.threshold, detector.intercept = (
             doc["fingerprint"],
             doc["threshold"],

@@ -1,5 +1,6 @@
 """Federated learning on Flower: FedAvg / FedSGD apps around the one training loop,
-simulated or deployed over gRPC, with DP-FedAvg and SecAgg+ options."""
+simulated or deployed (SuperLink + SuperNode processes), with DP-FedAvg, client-side DP-SGD
+and SecAgg+ options."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from trusttango.privacy.federated.config import FedConfig, prepare
+from trusttango.privacy.federated.deploy import LocalDeployment, deploy, run_supernode
 from trusttango.privacy.federated.server_app import FedHistory, RoundRecord, plot_history, run_server
 
 
@@ -38,10 +40,13 @@ def simulate_secagg(cfg: FedConfig):
 __all__ = [
     "FedConfig",
     "FedHistory",
+    "LocalDeployment",
     "RoundRecord",
+    "deploy",
     "plot_history",
     "prepare",
     "run_server",
+    "run_supernode",
     "simulate",
     "simulate_secagg",
 ]

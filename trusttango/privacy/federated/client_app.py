@@ -19,6 +19,7 @@ from flwr.clientapp import ClientApp
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import InputError, require
 from trusttango.models import ModelConfig
+from trusttango.privacy.dp import DPSGD
 from trusttango.privacy.federated.config import build_global_model, load_partition
 from trusttango.train import TrainConfig, fit
 
@@ -48,22 +49,40 @@ def check_model(model_cfg: ModelConfig, data: LabelledDataset, arrays: ArrayReco
     return state
 
 
-def local_update(content: RecordDict, data: LabelledDataset) -> RecordDict:
+def local_update(content: RecordDict, data: LabelledDataset, client_id: int = 0) -> RecordDict:
     """ClientUpdate(k, w): E epochs of SGD with batch B on ``data`` from the global ``w``
-    (``content`` holds ``arrays`` and ``config``); returns the reply's records."""
+    (``content`` holds ``arrays`` and ``config``); returns the reply's records.
+
+    With ``local-dp-noise`` sigma > 0 in the config the client trains with DP-SGD (Abadi et al.
+    2016, Algorithm 1: Poisson lots of rate B/n_k, per-example clipping to ``local-dp-clip``,
+    Gaussian noise; :class:`~trusttango.privacy.dp.DPSGD` on the one loop) and reports this
+    round's mechanism (sigma, q, steps) and epsilon, so the server can compose them per client.
+    Each (client, round) draws its own shuffles and noise (``seed`` + client + round)."""
     config = content["config"]
     model_cfg = ModelConfig.from_dict(json.loads(str(config["model"])))
     model = build_global_model(model_cfg)
     model.load_state_dict(check_model(model_cfg, data, content["arrays"]))
     batch = int(config["batch-size"]) or len(data)
+    seed = int(config["seed"]) + 7919 * client_id + int(config.get("server-round", 0))
     tc = TrainConfig(
         epochs=int(config["local-epochs"]), batch_size=batch, optimizer="sgd", lr=float(config["lr"]),
-        momentum=0.0, weight_decay=0.0, schedule="constant", seed=int(config["seed"]), device="cpu", progress=False,
+        momentum=0.0, weight_decay=0.0, schedule="constant", seed=seed, device="cpu", progress=False,
     )  # fmt: skip
-    history = fit(model, data, None, tc)
-    loss = history.records[-1].train_loss
-    metrics = MetricRecord({"train-loss": loss, "num-examples": len(data), "unit-weight": 1})
-    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    sigma = float(config.get("local-dp-noise", 0.0))
+    dp = (
+        None
+        if sigma <= 0
+        else DPSGD(
+            noise_multiplier=sigma, max_grad_norm=float(config["local-dp-clip"]), delta=float(config["dp-delta"])
+        )
+    )
+    history = fit(model, data, None, tc, hooks=[] if dp is None else [dp])
+    metrics = {"train-loss": history.records[-1].train_loss, "num-examples": len(data), "unit-weight": 1}
+    if dp is not None:
+        privacy = dp.meta()["privacy"]
+        metrics |= {"client-id": client_id, "dp-epsilon": privacy["epsilon"], "dp-noise": sigma,
+                    "dp-sample-rate": privacy["sample_rate"], "dp-steps": privacy["steps"]}  # fmt: skip
+    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
 
 
 def make_client_app(partition_dir: str | None = None) -> ClientApp:
@@ -73,8 +92,10 @@ def make_client_app(partition_dir: str | None = None) -> ClientApp:
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         folder = partition_dir or context.run_config.get("workdir")
-        data = load_partition(client_data_path(dict(context.node_config), folder))
-        return Message(content=local_update(msg.content, data), reply_to=msg)
+        node_config = dict(context.node_config)
+        data = load_partition(client_data_path(node_config, folder))
+        reply = local_update(msg.content, data, client_id=int(node_config.get("partition-id", 0)))
+        return Message(content=reply, reply_to=msg)
 
     return app
 

@@ -1,4 +1,5 @@
-"""``trusttango federated``: FedAvg / FedSGD simulated with Flower, history + plots."""
+"""``trusttango federated`` (FedAvg / FedSGD, simulated or deployed on Flower, history + plots) and
+``trusttango federated-node`` (one SuperNode joining a SuperLink elsewhere)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ def register(app: typer.Typer) -> None:
         partition: str = typer.Option("iid", help="iid | shards | dirichlet | unbalanced"),
         alpha: float = typer.Option(0.5, help="Dirichlet concentration (partition dirichlet)."),
         min_clients: int = typer.Option(1, help="Minimum clients per round."),
+        target_accuracy: float = typer.Option(0.0, help="Stop once the test accuracy reaches this (0: never)."),
         train_limit: int = typer.Option(0, help="Use only this many training examples (0: all)."),
         dp_noise: float = typer.Option(0.0, help="DP-FedAvg noise multiplier (0: off)."),
         dp_clip: float = typer.Option(1.0, help="DP-FedAvg clipping norm of client updates."),
+        local_dp_noise: float = typer.Option(0.0, help="DP-SGD noise multiplier on every client (0: off)."),
+        local_dp_clip: float = typer.Option(1.0, help="Client DP-SGD per-example gradient clipping norm."),
+        deploy: bool = typer.Option(
+            False, "--deploy", help="Real deployment: a SuperLink + one SuperNode process per client on 127.0.0.1."
+        ),
         secagg: bool = typer.Option(False, "--secagg", help="Aggregate with Flower's SecAgg+ (secure aggregation)."),
         seed: int = typer.Option(0),
     ) -> None:
@@ -35,7 +42,8 @@ def register(app: typer.Typer) -> None:
         cfg = FedConfig(
             data=data, workdir=str(out), clients=clients, fraction=fraction, rounds=rounds, local_epochs=local_epochs,
             batch_size=batch_size, lr=lr, algorithm=algorithm, partition=partition, alpha=alpha,
-            min_clients=min_clients, train_limit=train_limit, dp_noise=dp_noise, dp_clip=dp_clip, seed=seed,
+            min_clients=min_clients, train_limit=train_limit, dp_noise=dp_noise, dp_clip=dp_clip,
+            local_dp_noise=local_dp_noise, local_dp_clip=local_dp_clip, target_accuracy=target_accuracy, seed=seed,
         )  # fmt: skip
         if secagg:
             from trusttango.privacy.federated.secagg import final_accuracy, simulate_secagg
@@ -43,9 +51,30 @@ def register(app: typer.Typer) -> None:
             accuracy = final_accuracy(cfg, simulate_secagg(cfg))
             Console(stderr=True).print(f"SecAgg+ FedAvg, {rounds} rounds: test accuracy {accuracy:.4f}")
             return
-        history = simulate(cfg)
+        if deploy:
+            from trusttango.privacy.federated.deploy import deploy as run_deployment
+
+            history = run_deployment(cfg)
+        else:
+            history = simulate(cfg)
         last = history.rounds[-1]
         line = f"round {last.round}: test accuracy {last.accuracy:.4f}, loss {last.loss:.4f}"
         if history.epsilon is not None:
             line += f"; (epsilon, delta) = ({history.epsilon:.3f}, {history.delta:g})"
+        if history.client_epsilon:
+            line += f"; client DP-SGD epsilon <= {max(history.client_epsilon.values()):.3f} at delta {cfg.dp_delta:g}"
         Console(stderr=True).print(f"{line}; history.json, history.png and partition.png written to {out}")
+
+    @app.command("federated-node")
+    def federated_node(
+        superlink: str = typer.Option(..., help="The SuperLink's Fleet API address, HOST:PORT."),
+        data: Path = typer.Option(..., help="This node's own partition (.npz written by `trusttango federated`)."),
+        partition_id: int = typer.Option(0, help="This node's client id."),
+        clients: int = typer.Option(1, help="Number of clients in the federation."),
+        max_retries: int = typer.Option(10, help="Give up after this many failed connection attempts."),
+        max_wait: float = typer.Option(60.0, help="Give up after this many seconds without a connection."),
+    ) -> None:
+        """Run one Flower SuperNode holding only ``--data`` against a SuperLink (e.g. on another machine)."""
+        from trusttango.privacy.federated.deploy import run_supernode
+
+        raise typer.Exit(run_supernode(superlink, data, partition_id, clients, max_retries, max_wait))

@@ -33,7 +33,9 @@ class FedConfig:
     ``local_epochs`` E and ``batch_size`` B (0: the client's whole data, i.e. B = inf).
     ``algorithm="fedsgd"`` forces E = 1 and B = inf with plain SGD: one full-batch gradient
     step per client per round, the paper's FedSGD baseline. ``dp_noise`` > 0 wraps the
-    strategy in Flower's server-side fixed-clipping DP (McMahan et al. 2018, DP-FedAvg).
+    strategy in Flower's server-side fixed-clipping DP (McMahan et al. 2018, DP-FedAvg);
+    ``local_dp_noise`` > 0 makes every client train with DP-SGD (Abadi et al. 2016), each
+    client's (epsilon, ``dp_delta``) composed over the rounds it took part in.
     """
 
     data: str = "digits"
@@ -52,7 +54,10 @@ class FedConfig:
     dp_noise: float = 0.0
     dp_clip: float = 1.0
     dp_delta: float = 1e-5
-    timeout_s: float = 600.0
+    local_dp_noise: float = 0.0  # sigma of DP-SGD on every client (0: off)
+    local_dp_clip: float = 1.0  # per-example gradient norm bound of client DP-SGD
+    timeout_s: float = 600.0  # per round: replies later than this are left out
+    target_accuracy: float = 0.0  # stop as soon as the global test accuracy reaches it (0: run all rounds)
     seed: int = 0
     depth: int = 2
     width: float = 0.5
@@ -68,6 +73,9 @@ class FedConfig:
         require(self.partition in SCHEMES, f"partition: expected one of {SCHEMES}, got {self.partition!r}")
         require(1 <= self.min_clients <= self.clients, f"min_clients: must lie in [1, clients], got {self.min_clients}")
         require(self.dp_noise >= 0 and self.dp_clip > 0, "dp_noise must be >= 0 and dp_clip > 0")
+        require(self.local_dp_noise >= 0 and self.local_dp_clip > 0, "local_dp_noise must be >= 0, local_dp_clip > 0")
+        require(0 <= self.target_accuracy <= 1, f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
+        require(0 < self.dp_delta < 1, f"dp_delta must lie in (0, 1), got {self.dp_delta}")
         if self.algorithm == "fedsgd":
             self.local_epochs, self.batch_size = 1, 0
 

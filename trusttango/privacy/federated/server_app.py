@@ -45,6 +45,7 @@ class FedHistory:
     epsilon: float | None = None
     delta: float | None = None
     config: dict = field(default_factory=dict)
+    client_epsilon: dict[int, float] = field(default_factory=dict)  # local DP-SGD: client id -> epsilon at delta
 
     def rounds_to(self, accuracy: float) -> int | None:
         """First round whose global test accuracy reaches ``accuracy`` (None: never)."""
@@ -55,7 +56,9 @@ class FedHistory:
 
     @classmethod
     def from_dict(cls, data: dict) -> FedHistory:
-        return cls([RoundRecord(**r) for r in data["rounds"]], data.get("epsilon"), data.get("delta"), data["config"])
+        rounds = [RoundRecord(**r) for r in data["rounds"]]
+        local = {int(k): float(v) for k, v in data.get("client_epsilon", {}).items()}
+        return cls(rounds, data.get("epsilon"), data.get("delta"), data["config"], local)
 
 
 def payload_bytes(msg: Message) -> int:
@@ -66,10 +69,12 @@ def payload_bytes(msg: Message) -> int:
 
 
 class MeteredGrid:
-    """A Grid proxy counting the model bytes sent each way and the replies that came back."""
+    """A Grid proxy counting the model bytes sent each way and the replies that came back, and
+    keeping each client's local DP-SGD mechanisms (sigma, q, steps), one per round it took part in."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid, self.down, self.up, self.replies = grid, 0, 0, 0
+        self.mechanisms: dict[int, list[tuple[float, float, int]]] = {}
 
     def __getattr__(self, name: str):
         return getattr(self.grid, name)
@@ -80,17 +85,28 @@ class MeteredGrid:
         replies = list(self.grid.send_and_receive(messages, timeout=timeout))
         self.up += sum(payload_bytes(r) for r in replies)
         self.replies += sum(not r.has_error() for r in replies)
+        for reply in replies:
+            metrics = None if reply.has_error() else reply.content.metric_records.get("metrics")
+            if metrics is not None and "dp-steps" in metrics:
+                mechanism = (float(metrics["dp-noise"]), float(metrics["dp-sample-rate"]), int(metrics["dp-steps"]))
+                self.mechanisms.setdefault(int(metrics["client-id"]), []).append(mechanism)
         return replies
+
+
+def composed_epsilon(mechanisms: list[tuple[float, float, int]], delta: float) -> float:
+    """epsilon at ``delta`` of the composition of subsampled Gaussian mechanisms
+    (noise multiplier, sampling rate, steps), RDP accountant (Mironov 2017, via Opacus)."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = list(mechanisms)
+    return float(accountant.get_epsilon(delta))
 
 
 def dp_epsilon(cfg: FedConfig) -> float:
     """User-level (epsilon, delta) of DP-FedAvg: the subsampled Gaussian mechanism with
-    sampling rate q = m/K over ``rounds`` steps, RDP accountant (Mironov 2017, via Opacus)."""
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    accountant.history = [(cfg.dp_noise, cfg.clients_per_round / cfg.clients, cfg.rounds)]
-    return float(accountant.get_epsilon(cfg.dp_delta))
+    sampling rate q = m/K over ``rounds`` steps."""
+    return composed_epsilon([(cfg.dp_noise, cfg.clients_per_round / cfg.clients, cfg.rounds)], cfg.dp_delta)
 
 
 def make_strategy(cfg: FedConfig) -> Strategy:
@@ -119,9 +135,13 @@ def evaluate_arrays(model: torch.nn.Module, arrays: ArrayRecord, data) -> tuple[
     return float((logits.argmax(1) == data.y).float().mean()), loss
 
 
+class TargetReached(Exception):
+    """The global model reached ``FedConfig.target_accuracy``: stop the rounds."""
+
+
 def run_server(grid: Grid, cfg: FedConfig) -> FedHistory:
-    """Run ``cfg.rounds`` rounds of FedAvg over ``grid``; write ``history.json`` and
-    ``history.png`` to ``cfg.workdir`` and return the history."""
+    """Run ``cfg.rounds`` rounds of FedAvg over ``grid`` (fewer once ``cfg.target_accuracy`` is
+    reached); write ``history.json`` and ``history.png`` to ``cfg.workdir``; return the history."""
     test = load_partition(str(Path(cfg.workdir) / "test.npz"))
     model_cfg = model_config(cfg, test)
     model = build_global_model(model_cfg, seed=cfg.seed)
@@ -134,18 +154,27 @@ def run_server(grid: Grid, cfg: FedConfig) -> FedHistory:
         now = time.perf_counter()
         record = RoundRecord(server_round, acc, loss, metered.down, metered.up, metered.replies, now - clock["t"])
         history.rounds.append(record)
+        with open(Path(cfg.workdir) / "rounds.jsonl", "a") as progress:  # live progress, one line per round
+            progress.write(json.dumps(asdict(record)) + "\n")
         metered.down = metered.up = metered.replies = 0
         clock["t"] = now
+        if cfg.target_accuracy and acc >= cfg.target_accuracy:
+            raise TargetReached
         return MetricRecord({"accuracy": acc, "loss": loss})
 
     train_config = ConfigRecord(
         {"model": json.dumps(model_cfg.to_dict()), "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size,
-         "lr": cfg.lr, "seed": cfg.seed}
+         "lr": cfg.lr, "seed": cfg.seed, "local-dp-noise": cfg.local_dp_noise, "local-dp-clip": cfg.local_dp_clip,
+         "dp-delta": cfg.dp_delta}
     )  # fmt: skip
     initial = ArrayRecord(model.state_dict())
-    make_strategy(cfg).start(metered, initial, cfg.rounds, cfg.timeout_s, train_config, evaluate_fn=evaluate_fn)
+    try:
+        make_strategy(cfg).start(metered, initial, cfg.rounds, cfg.timeout_s, train_config, evaluate_fn=evaluate_fn)
+    except TargetReached:
+        pass
     if cfg.dp_noise > 0:
         history.epsilon, history.delta = dp_epsilon(cfg), cfg.dp_delta
+    history.client_epsilon = {k: composed_epsilon(m, cfg.dp_delta) for k, m in sorted(metered.mechanisms.items())}
     out = Path(cfg.workdir)
     (out / "history.json").write_text(json.dumps(history.to_dict(), indent=2))
     plot_history(history, out / "history.png")
