@@ -99,7 +99,9 @@ class Context:
         """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
         test = self.splits.test
         with torch.no_grad():
-            keep = torch.cat([self.model(x).argmax(1) == y for x, y in zip(test.x.split(512), test.y.split(512))])
+            keep = torch.cat(
+                [self.model(x).argmax(1) == y for x, y in zip(test.x.split(512), test.y.split(512), strict=True)]
+            )
         index = keep.nonzero().flatten()[:n]
         require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
         return test.x[index], test.y[index]
