@@ -123,8 +123,8 @@ def main(parts: list[str]) -> None:
             "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN)",
             ["attack", "ours ex/s", "torchattacks ex/s", "ratio"],
             rows,
-            f"batch {BATCH}, one thread, best of interleaved repeats; eps 0.03 L-inf; CPU shared with ~6 other "
-            "engineers' jobs (load average ~15-25 on 2 cores), so absolute rates are low and noisy.",
+            f"batch {BATCH}, one thread, best of interleaved repeats; eps 0.03 L-inf; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of the run.",
         )
         print(*rows, sep="\n")
     if "ara" in parts:
