@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
+from trusttango.plotting import save_figure
 
 
 @torch.no_grad()
@@ -88,7 +89,4 @@ def plot_confusion(evaluation: Evaluation, path: str | Path) -> Path:
                 color="white" if norm[i, j] > 0.5 else "black",
             )
     ax.set_title(f"accuracy {evaluation.accuracy:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)

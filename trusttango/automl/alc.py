@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
 from trusttango.errors import require
+from trusttango.plotting import save_figure
 
 T_DEFAULT, T0 = 1200.0, 60.0
 
@@ -115,9 +116,4 @@ class LearningCurve:
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"log(1 + t/{t0}) / log(1 + T/{t0}),  T = {budget} s")
         ax.set_ylabel("NAUC of the prediction")
         ax.set_title(f"{title}  ALC = {self.alc:.4f}".strip())
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        return save_figure(fig, path, dpi=100)

@@ -16,6 +16,7 @@ from trusttango.automl.runner import SearchResult, Snapshot
 from trusttango.data.base import Splits
 from trusttango.evaluate import evaluate
 from trusttango.models import SavedModel, save_model
+from trusttango.plotting import save_figure
 
 SEARCH_JSON = "search.json"
 
@@ -55,10 +56,7 @@ def plot_pareto(result: SearchResult, front: list[dict], path: Path) -> Path:
     ax.plot([r["val_accuracy"] for r in front], [r["fgsm_accuracy"] for r in front], "o-", c="C3", label="Pareto front")
     ax.set(xlabel="validation accuracy", ylabel="accuracy under FGSM", title="accuracy vs robustness")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _write_front(front: list[dict], out: Path) -> None:

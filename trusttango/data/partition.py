@@ -20,6 +20,7 @@ import numpy as np
 
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import require
+from trusttango.plotting import save_figure
 
 SCHEMES: tuple[str, ...] = ("iid", "shards", "dirichlet", "unbalanced")
 
@@ -110,9 +111,4 @@ def plot_label_distribution(clients: list[LabelledDataset], path: str | Path, ma
         bottom += counts[:, c]
     ax.set(xlabel="client", ylabel="examples", title=f"label distribution of {len(clients)} clients")
     ax.legend(fontsize=6, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from trusttango.plotting import save_figure
+
 
 def _image(x: torch.Tensor):
     img = x.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy()
@@ -35,10 +37,7 @@ def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path
             ax.set_title(label, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def save_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], path: Path, title: str = "linear CKA") -> None:
@@ -49,10 +48,7 @@ def save_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], path: Pa
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def save_tcav_bars(results: dict, path: Path, title: str = "TCAV") -> None:
@@ -76,7 +72,4 @@ def save_tcav_bars(results: dict, path: Path, title: str = "TCAV") -> None:
     ax.set_ylabel("TCAV score")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -18,6 +18,7 @@ from trusttango.errors import require
 from trusttango.explain._base import check_inputs, forward, model_device
 from trusttango.explain.cam import conv_layers, find_layer
 from trusttango.explain.figures import plt
+from trusttango.plotting import save_figure
 
 
 def _tv(x: torch.Tensor) -> torch.Tensor:
@@ -35,9 +36,7 @@ def _grid(images: torch.Tensor, path: Path, title: str) -> None:
     for ax, img in zip(axes.flat, images, strict=False):
         ax.imshow(img.detach().cpu().numpy(), cmap="viridis")
     fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 def filter_grid(model: nn.Module, path: Path, layer: str | None = None) -> torch.Tensor:

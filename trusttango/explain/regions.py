@@ -26,6 +26,8 @@ from trusttango.explain.meaningful import gaussian_blur
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from trusttango.plotting import save_figure
+
 
 @dataclass
 class RegionAblation:
@@ -113,7 +115,4 @@ def save_ablation_curves(result: RegionAblation, path: Path, title: str = "regio
         ax.set_ylabel(curve if curve == "accuracy" else "mean target logit")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -21,6 +21,7 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.errors import require
+from trusttango.plotting import save_figure
 
 
 def balance_table(data: LabelledDataset, columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -46,11 +47,7 @@ def plot_balance(tables: dict[str, pd.DataFrame], path: str | Path) -> Path:
     for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
         table.plot.bar(ax=ax, stacked=True, legend=name != "class")
         ax.set(title=f"{name} balance", ylabel="examples", xlabel="")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from trusttango.errors import require  # noqa: E402
+from trusttango.plotting import save_figure
 
 
 @dataclass
@@ -82,7 +83,4 @@ def plot_inversion(result: Inversion, class_names: list[str], path: str | Path) 
         ax.set_title(f"{class_names[label]}\np={conf:.2f}", fontsize=7)
         ax.axis("off")
     fig.suptitle("MI-FACE reconstructions", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -30,6 +30,7 @@ from torch import nn  # noqa: E402
 
 from trusttango.data.base import LabelledDataset, make_loader  # noqa: E402
 from trusttango.errors import require  # noqa: E402
+from trusttango.plotting import save_figure
 from trusttango.train import TrainConfig, fit  # noqa: E402
 
 
@@ -134,7 +135,4 @@ def plot_roc(results: list[MembershipResult], path: str | Path) -> Path:
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Membership inference ROC")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

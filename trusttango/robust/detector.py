@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from trusttango.errors import InputError, require
+from trusttango.plotting import save_figure
 from trusttango.robust.entropy import local_entropy
 
 matplotlib.use("Agg")
@@ -450,9 +451,4 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
         xlabel="false-positive rate", ylabel="true-positive rate (recall)", title=title or "adversarial detection ROC"
     )
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from trusttango.errors import require
+from trusttango.plotting import save_figure
 
 matplotlib.use("Agg")
 
@@ -108,9 +109,4 @@ def plot_entropy(
             if r == 2:
                 ax.set_xlabel(f"mean {float(entropies[i].mean()):.3f}", fontsize=8)
                 fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

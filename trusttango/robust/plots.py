@@ -13,16 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from trusttango.plotting import save_figure  # noqa: E402
 from trusttango.robust.evaluation import ARAResult, RobustnessCurve  # noqa: E402
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _image(t: torch.Tensor) -> np.ndarray:
@@ -41,7 +33,7 @@ def plot_curves(curves: Sequence[RobustnessCurve], path: str | Path, title: str 
         ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(0, 1), title=f"{title} ({norm})")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_ara(results: dict[str, ARAResult], path: str | Path) -> Path:
@@ -54,7 +46,7 @@ def plot_ara(results: dict[str, ARAResult], path: str | Path) -> Path:
     ax.set(xlabel="RMS perturbation eps", ylabel="Acc(eps)", ylim=(0, 1), title="minimum-norm robustness (ARA)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_examples(
@@ -77,7 +69,7 @@ def plot_examples(
             axes[row, i].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=None if row == 2 else 1)
             axes[row, i].set_title(title, fontsize=7)
             axes[row, i].axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_gallery(x: torch.Tensor, per_class: torch.Tensor, class_names: Sequence[str], path: str | Path) -> Path:
@@ -98,4 +90,4 @@ def plot_gallery(x: torch.Tensor, per_class: torch.Tensor, class_names: Sequence
             axes[2 * i + 1, c + 1].imshow(diff, cmap="seismic", vmin=-scale, vmax=scale)
         for ax in axes[2 * i : 2 * i + 2].ravel():
             ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=110)

@@ -21,6 +21,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
 
+from trusttango.plotting import save_figure
 from trusttango.privacy.federated.config import FedConfig, build_global_model, load_partition, model_config
 
 UNIT_WEIGHT = "unit-weight"
@@ -206,11 +207,7 @@ def plot_history(history: FedHistory, path: str | Path) -> Path:
     if history.epsilon is not None:
         title += f"  (epsilon={history.epsilon:.2f}, delta={history.delta:g})"
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def make_server_app(cfg: FedConfig | None = None) -> ServerApp:
