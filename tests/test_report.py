@@ -148,3 +148,28 @@ def test_same_seed_and_config_reproduce_the_figures(audited, tmp_path):
     for name in pngs:
         a, b = mpimg.imread(audited / "figures" / name), mpimg.imread(tmp_path / "again" / "figures" / name)
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-6, name
+
+
+def test_detection_stage_survives_an_attack_that_flips_nothing(tmp_path, monkeypatch, digits, digits_model):
+    """An attack the model resists leaves no adversarial inputs: the stage says so instead of failing."""
+    import trusttango.robust
+    from trusttango.report.audit import Context, detection
+    from trusttango.robust.detector import EntropyDetector, evaluate_detector
+
+    class Resisted:  # stands in for PGD against a model it cannot fool: returns the inputs unchanged
+        def __init__(self, model, **_):
+            pass
+
+        def __call__(self, x, y):
+            return x
+
+    cfg = AuditConfig(data="digits", out=tmp_path / "r", n_attack=60)
+    saved = SavedModel(digits_model, digits_model.config, digits.class_names, {})
+    ctx = Context(cfg, digits, tmp_path / "figures", deadline=float("inf"), saved=saved)
+    monkeypatch.setattr(trusttango.robust, "PGD", Resisted)
+    section = detection(ctx)
+    assert [r["attack"] for r in ctx.record["detection"]] == ["FGSM (seen)"]
+    assert "PGD (unseen) flipped no held-out input" in section.text and section.verdict in {"pass", "warn", "fail"}
+    x, _ = ctx.sample(4)
+    with pytest.raises(InputError, match=r"evaluate_detector \(PGD\): need clean and adversarial inputs, got 4 and 0"):
+        evaluate_detector(EntropyDetector(digits_model), x, x[:0], "PGD")

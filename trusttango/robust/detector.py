@@ -404,6 +404,11 @@ def evaluate_detector(
     detector: Detector, clean: torch.Tensor, adversarial: torch.Tensor, attack: str = ""
 ) -> DetectionResult:
     """AUC, precision and recall at the fitted threshold, and FPR at 95 % recall."""
+    require(
+        len(clean) > 0 and len(adversarial) > 0,
+        f"evaluate_detector{f' ({attack})' if attack else ''}: need clean and adversarial inputs, "
+        f"got {len(clean)} and {len(adversarial)} (did the attack flip no prediction?)",
+    )
     s_clean, s_adv = detector.score(clean), detector.score(adversarial)
     labels = np.r_[np.zeros(len(s_clean)), np.ones(len(s_adv))]
     scores = np.r_[s_clean, s_adv]
