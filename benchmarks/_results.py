@@ -13,12 +13,14 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def machine() -> str:
-    """One line naming the machine: CPU cores or GPU, and the torch version."""
+    """One line naming the machine: CPU cores or GPU, the torch version and the load average
+    (other jobs on the machine slow timed runs and time-budgeted searches)."""
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     else:
         device = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    return f"{device}, torch {torch.__version__}"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{device}, torch {torch.__version__}, load average {load} (1 / 5 / 15 min) when written"
 
 
 def append(title: str, header: list[str], rows: list[list[object]], notes: str = "") -> None:

@@ -93,7 +93,7 @@ def main(parts: list[str]) -> None:
     torch.set_num_threads(2)
     np.random.seed(0)
     size = "full" if FULL else "reduced (Adult 8k train / 5k test; F-MNIST 6k train / 2k test)"
-    notes = f"Size: {size}. CPU heavily contended by other jobs during the run (timings indicative only)."
+    notes = f"Size: {size}."
     if "adult" in parts:
         append(
             "Fairness: Adult plain vs reweighted, sex gaps, trusttango vs fairlearn",

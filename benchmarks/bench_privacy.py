@@ -36,7 +36,7 @@ from trusttango.privacy.membership import loss_threshold_attack  # noqa: E402
 from trusttango.train import Hook, TrainConfig, accuracy, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-NOTE = ("Full size" if FULL else "Reduced size") + "; 2-core CPU shared with ~6 other jobs at run time (timings noisy)."
+NOTE = ("Full size" if FULL else "Reduced size") + "."
 ADULT_QI = ["age", "sex", "race", "marital_status", "education"]
 
 

@@ -138,8 +138,7 @@ def main(parts: list[str]) -> None:
             ara_rows,
             f"{N_TRAIN} training images (stratified subset), {EPOCHS} epochs, ARA (SPECS 6: RMS perturbation, "
             f"DDN minimum-norm attack, 100 steps, exact integral above 1/K) on the first {N_ARA} official test images; "
-            "the paper's CIFAR-10 pattern is 0.0012 -> 0.0099 -> 0.0147. One process (one thread) per model on a "
-            "contended 2-core CPU.",
+            "the paper's CIFAR-10 pattern is 0.0012 -> 0.0099 -> 0.0147. One process (one thread) per model.",
         )
         print(*ara_rows, sep="\n")
 

@@ -129,6 +129,24 @@ def test_entropy_detector_separates_real_attacks(fmnist_model, fmnist_attacked, 
     assert summary.coef.shape == (8,) and summary_result.auc > 0.96 and summary_result.fpr_at_95_recall < 0.2
 
 
+def test_multi_layer_multi_scale_detector(fmnist_model, fmnist_attacked, tmp_path):
+    """Every ReLU feature map x windows 3 and 5, summarised and combined by the logistic model: on the
+    fixture FGSM AUC 0.995 (FPR 0.025 at 95 % recall) vs 0.975 for the default; PGD unseen 0.984."""
+    fit_clean, fit_adv, test_clean, test_adv = fmnist_attacked
+    det = EntropyDetector(fmnist_model, window=(3, 5), summary=True, layer="all").fit(fit_clean, fit_adv)
+    relus = ["backbone.2", "backbone.5", "backbone.9", "backbone.12", "backbone.16", "backbone.19"]
+    assert det.layer == relus and det.coef.shape == (len(relus) * 2 * 8,)
+    assert len(det.entropies(test_clean[:2])) == 12 and det.entropy(test_clean[:2]).shape == (2, 28, 28)
+    result = evaluate_detector(det, test_clean, test_adv, "fgsm")
+    default = evaluate_detector(EntropyDetector(fmnist_model).fit(fit_clean, fit_adv), test_clean, test_adv)
+    assert result.auc > 0.985 and result.auc > default.auc and result.fpr_at_95_recall < 0.1, (result, default)
+    loaded = EntropyDetector.load(det.save(tmp_path / "det.json"), fmnist_model)
+    assert loaded.layer == relus and loaded.windows == (3, 5)
+    np.testing.assert_allclose(loaded.score(test_adv), det.score(test_adv), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="window must be an odd"):
+        EntropyDetector(fmnist_model, window=(3, 4))
+
+
 def _separates(det, clean: torch.Tensor, adversarial: torch.Tensor) -> bool:
     """Adversarial inputs score higher than clean ones, significantly (one-sided Mann-Whitney U, p < 0.01)."""
     from scipy.stats import mannwhitneyu
@@ -201,3 +219,24 @@ def test_cli_detect_fit_and_score(tmp_path, digits_model):
     )
     assert scored.exit_code == 0, scored.output
     assert (out / "scores.json").exists() and (out / "roc_test.png").exists()
+
+
+def test_cli_detect_fit_layer_option(tmp_path, digits_model):
+    """``--layer`` takes module names separated by commas (one response each) and refuses unknown ones."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from trusttango.cli import app
+
+    model_dir = save_model(SavedModel(digits_model, digits_model.config, [str(i) for i in range(10)]), tmp_path / "m")
+    fit_args = ["detect", "fit", str(model_dir), "digits", "--n", "120", "--layer"]
+    two = CliRunner().invoke(app, [*fit_args, "backbone.2, backbone.5", "--out", str(tmp_path / "two")])
+    assert two.exit_code == 0, two.output
+    document = json.loads((tmp_path / "two" / "detector.json").read_text())
+    assert document["layer"] == ["backbone.2", "backbone.5"] and len(document["coef"]) == 2
+    cli = [sys.executable, "-m", "trusttango.cli", *fit_args, "backbone.99", "--out", str(tmp_path / "bad")]
+    unknown = subprocess.run(cli, capture_output=True, text=True)
+    assert unknown.returncode == 2 and "no module named 'backbone.99'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    assert not (tmp_path / "bad" / "detector.json").exists()

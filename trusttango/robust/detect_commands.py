@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.errors import require
+from trusttango.errors import InputError, require
 
 console = Console(stderr=True)
 ATTACK_NAMES = ("fgsm", "pgd", "mifgsm", "cw", "deepfool")
@@ -28,6 +28,11 @@ def make_attack(name: str, model, eps: float):
     }
     require(name in builders, f"attack: expected one of {ATTACK_NAMES}, got {name!r}")
     return builders[name]()
+
+
+def _items(text: str) -> list[str]:
+    """The non-empty, stripped parts of a comma-separated option."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _load(model_dir: Path, data: str, split: str, n: int, seed: int):
@@ -67,10 +72,14 @@ def register(app: typer.Typer) -> None:
         attack: str = typer.Option("fgsm", help=f"Attack to fit on: {' | '.join(ATTACK_NAMES)}."),
         eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
         n: int = typer.Option(500, help="Validation examples to attack."),
-        window: int = typer.Option(3, help="Side of the entropy neighbourhood (odd)."),
+        window: str = typer.Option("3", help="Side of the entropy neighbourhood (odd); several: e.g. 3,5."),
         bins: int = typer.Option(256, help="Histogram bins over the 8-bit response levels."),
         summary: bool = typer.Option(False, help="Add entropy-image statistics and a logistic model."),
-        layer: str = typer.Option("auto", help="Response at: auto (last full-res ReLU), input, or a module name."),
+        layer: str = typer.Option(
+            "auto",
+            help="Response at: auto (last full-res ReLU), all (every ReLU feature map), input, "
+            "or module names separated by commas.",
+        ),
         seed: int = typer.Option(0),
     ) -> None:
         """Fit the entropy detector's threshold on clean vs attacked validation data."""
@@ -79,7 +88,13 @@ def register(app: typer.Typer) -> None:
 
         net, ds = _load(model, data, "val", n, seed)
         clean, adv = _pairs(net, ds, attack, eps)
-        detector = EntropyDetector(net, window, bins, summary, layer=None if layer == "input" else layer)
+        names = _items(layer)
+        chosen = None if layer == "input" else names if len(names) > 1 else layer
+        try:
+            sides = [int(side) for side in _items(window)]
+        except ValueError:
+            raise InputError(f"--window: expected odd integers separated by commas, got {window!r}") from None
+        detector = EntropyDetector(net, sides, bins, summary, layer=chosen)
         detector.fit(clean, adv)
         detector.save(out / "detector.json")
         result = evaluate_detector(detector, clean, adv, attack)
@@ -106,7 +121,7 @@ def register(app: typer.Typer) -> None:
         from trusttango.models import load_model
         from trusttango.robust.detector import EntropyDetector, evaluate_detector, plot_roc
 
-        names = [a.strip() for a in attacks.split(",") if a.strip()]
+        names = _items(attacks)
         for a in names:
             require(a in ATTACK_NAMES, f"--attacks: expected names from {ATTACK_NAMES}, got {a!r}")
         detector = EntropyDetector.load(detector_file, load_model(model).model)

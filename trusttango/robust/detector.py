@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,29 +41,39 @@ matplotlib.use("Agg")
 Responder = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 FORMAT = "trusttango-detector/2"
 AUTO = "auto"
+ALL = "all"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
 def guided_response(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
     """Feature response: the guided-backprop signal of the predicted class (SPECS 2) w.r.t. ``x``,
     or (``layer`` = a module name) w.r.t. that inner module's output, read on the same backward pass."""
+    return guided_responses(model, x, [layer])[0]
+
+
+def guided_responses(model: nn.Module, x: torch.Tensor, layers: Sequence[str | None]) -> list[torch.Tensor]:
+    """:func:`guided_response` at each of ``layers`` (``None`` = the input), all read on one backward pass."""
     from trusttango.explain import GuidedBackprop
 
-    if layer is None:
-        return GuidedBackprop(model).attribute(x, target=None)
-    module = _submodule(model, layer)
-    grads: list[torch.Tensor] = []
+    grads: dict[str, list[torch.Tensor]] = {name: [] for name in layers if name is not None}
 
-    def keep_gradient(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
-        out.register_hook(grads.append)
+    def keep_gradient(name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+            out.register_hook(grads[name].append)
 
-    handle = module.register_forward_hook(keep_gradient)
+        return hook
+
+    handles = [_submodule(model, name).register_forward_hook(keep_gradient(name)) for name in grads]
     try:
-        GuidedBackprop(model).attribute(x, target=None)
+        at_input = GuidedBackprop(model).attribute(x, target=None)
     finally:
-        handle.remove()
-    require(len(grads) == 1, f"layer {layer!r}: expected one tensor output on the path to the logits, got {len(grads)}")
-    return grads[0].detach()
+        for handle in handles:
+            handle.remove()
+    for name, kept in grads.items():
+        require(
+            len(kept) == 1, f"layer {name!r}: expected one tensor output on the path to the logits, got {len(kept)}"
+        )
+    return [at_input if name is None else grads[name][0].detach() for name in layers]
 
 
 def _submodule(model: nn.Module, layer: str) -> nn.Module:
@@ -73,9 +83,8 @@ def _submodule(model: nn.Module, layer: str) -> nn.Module:
         raise InputError(f"layer: no module named {layer!r} in the model") from None
 
 
-def full_resolution_layer(model: nn.Module, x: torch.Tensor) -> str | None:
-    """The deepest ReLU module whose output keeps the spatial size of the first ReLU's output
-    (the last feature map before the first downsampling), or ``None`` (the input) if there is none."""
+def spatial_relu_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, int]]]:
+    """Names and output sizes (H, W) of the ReLU modules with 2-D feature maps, in forward order."""
     shapes: dict[str, tuple[int, ...]] = {}
 
     def record(name: str) -> Callable:
@@ -91,7 +100,13 @@ def full_resolution_layer(model: nn.Module, x: torch.Tensor) -> str | None:
     finally:
         for h in handles:
             h.remove()
-    spatial = [(name, shape) for name, shape in shapes.items() if len(shape) == 2]
+    return [(name, shape) for name, shape in shapes.items() if len(shape) == 2]
+
+
+def full_resolution_layer(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The deepest ReLU module whose output keeps the spatial size of the first ReLU's output
+    (the last feature map before the first downsampling), or ``None`` (the input) if there is none."""
+    spatial = spatial_relu_layers(model, x)
     if not spatial:
         return None
     return [name for name, shape in spatial if shape == spatial[0][1]][-1]
@@ -193,13 +208,17 @@ class EntropyDetector(Detector):
     """Local spatial entropy of the feature response (seed "Two to Trust", sec. 3).
 
     ``window`` and ``bins`` are the entropy's neighbourhood side and histogram bins
-    (:func:`~trusttango.robust.entropy.local_entropy`). ``layer`` picks the response: ``None``
+    (:func:`~trusttango.robust.entropy.local_entropy`); several windows, e.g. ``(3, 5)``, give one
+    entropy image per window and response layer (multi-scale). ``layer`` picks the response: ``None``
     the guided-backprop map at the input (the seed's figure), a module name the guided signal
     at that module's output, ``"auto"`` (default) the last full-resolution ReLU
-    (:func:`full_resolution_layer`, resolved at first use). ``summary=False`` scores the mean
-    entropy (the seed's statistic); ``summary=True`` adds the standard deviation, the quantiles
-    :data:`QUANTILES` and the non-zero fraction of the entropy image, combined by a logistic
-    model. ``responder(model, x)`` replaces the response altogether (``layer`` is then unused).
+    (:func:`full_resolution_layer`), ``"all"`` every ReLU with a 2-D feature map
+    (:func:`spatial_relu_layers`), or a list of module names; ``"auto"`` and ``"all"`` are
+    resolved at first use. ``summary=False`` scores the mean entropy (the seed's statistic);
+    ``summary=True`` adds the standard deviation, the quantiles :data:`QUANTILES` and the
+    non-zero fraction of the entropy image. Several statistics (several layers, or a summary)
+    are combined by a small logistic model. ``responder(model, x)`` replaces the response
+    altogether (``layer`` is then unused).
     """
 
     name = "entropy detector"
@@ -207,32 +226,61 @@ class EntropyDetector(Detector):
     def __init__(
         self,
         model: nn.Module,
-        window: int = 3,
+        window: int | Sequence[int] = 3,
         bins: int = 256,
         summary: bool = False,
         responder: Responder | None = None,
         batch_size: int = 256,
-        layer: str | None = AUTO,
+        layer: str | list[str] | None = AUTO,
     ) -> None:
         super().__init__(model, batch_size)
         self.window, self.bins, self.summary, self.layer = window, bins, summary, layer
         self.custom_responder = responder is not None
-        self.responder = responder or (lambda net, x: guided_response(net, x, self.layer))
-        local_entropy(torch.zeros(1, 1, window, window), window, bins)  # validates window and bins
-        if layer not in (None, AUTO):
-            _submodule(model, layer)
+        self.responder = responder or (lambda net, x: guided_response(net, x, self.layers(x)[0]))
+        self.windows = (window,) if isinstance(window, int) else tuple(window)
+        require(len(self.windows) > 0, "window: an empty list names no neighbourhood size")
+        for side in self.windows:  # validates window and bins
+            local_entropy(torch.zeros(1, 1, side, side), side, bins)
+        named = (
+            [layer] if isinstance(layer, str) and layer not in (AUTO, ALL) else layer if isinstance(layer, list) else []
+        )
+        require(not isinstance(layer, list) or len(layer) > 0, "layer: an empty list names no response layer")
+        for name in named:
+            _submodule(model, name)
+
+    def layers(self, x: torch.Tensor) -> list[str | None]:
+        """The response layers, resolving ``"auto"`` / ``"all"`` on the model's output shapes for ``x``."""
+        if self.layer == AUTO:
+            self.layer = full_resolution_layer(self.model, x)
+        elif self.layer == ALL:
+            self.layer = [name for name, _ in spatial_relu_layers(self.model, x)] or None
+        return list(self.layer) if isinstance(self.layer, list) else [self.layer]
+
+    def entropies(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Entropy images (N, H, W) of the responses of ``x``, one per response layer and window
+        (layer-major: all windows of the first layer, then the next layer's)."""
+        batches = _batches(x, self.batch_size)
+        device = model_device(self.model)
+        per_batch = [
+            [self.responder(self.model, b.to(device))]
+            if self.custom_responder
+            else guided_responses(self.model, b.to(device), self.layers(x))
+            for b in batches
+        ]
+        return [
+            torch.cat([local_entropy(maps[i], side, self.bins) for maps in per_batch]).cpu()
+            for i in range(len(per_batch[0]))
+            for side in self.windows
+        ]
 
     def entropy(self, x: torch.Tensor) -> torch.Tensor:
-        """Entropy images (N, H, W) of the responses of ``x``."""
-        batches = _batches(x, self.batch_size)
-        if self.layer == AUTO and not self.custom_responder:
-            self.layer = full_resolution_layer(self.model, x)
-        device = model_device(self.model)
-        parts = [local_entropy(self.responder(self.model, b.to(device)), self.window, self.bins) for b in batches]
-        return torch.cat(parts).cpu()
+        """Entropy images (N, H, W) of the responses of ``x`` at the first response layer and window."""
+        return self.entropies(x)[0]
 
     def statistics(self, x: torch.Tensor) -> np.ndarray:
-        flat = self.entropy(x).flatten(1)
+        return np.concatenate([self._summarise(e.flatten(1)) for e in self.entropies(x)], 1)
+
+    def _summarise(self, flat: torch.Tensor) -> np.ndarray:
         mean = flat.mean(1, keepdim=True)
         if not self.summary:
             return mean.numpy()
@@ -244,7 +292,8 @@ class EntropyDetector(Detector):
         """Write the fitted detector as JSON (settings, combination, threshold, fingerprint)."""
         self._check_fitted()
         document = {
-            "format": FORMAT, "window": self.window, "bins": self.bins, "summary": self.summary, "layer": self.layer,
+            "format": FORMAT, "window": list(self.windows), "bins": self.bins, "summary": self.summary,
+            "layer": self.layer,
             "fingerprint": self.fingerprint, "threshold": self.threshold, "mean": self.mean.tolist(),
             "std": self.std.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
         }  # fmt: skip
