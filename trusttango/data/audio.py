@@ -18,8 +18,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import librosa
@@ -29,7 +29,7 @@ import torch
 
 from trusttango.data.base import LabelledDataset, Splits, split
 from trusttango.data.builtin import register
-from trusttango.data.files import list_class_folders
+from trusttango.data.files import list_class_folders, read_class_files
 from trusttango.errors import InputError, require
 
 SAMPLE_RATE = 16000
@@ -100,22 +100,9 @@ def load_audio_folder(
     """
     root = Path(root)
     files = list_class_folders(root, AUDIO_SUFFIXES, "audio")
-    waves, labels, skipped = [], [], 0
-    for label, name in enumerate(files):
-        for path in files[name]:
-            try:
-                waves.append(read_audio(path, sample_rate, trim_db))
-                labels.append(label)
-            except InputError:
-                if not skip_corrupt:
-                    raise
-                skipped += 1
-    require(len(waves) > 0, f"{root}: no readable audio files")
-    if skipped:
-        warnings.warn(f"{root}: skipped {skipped} empty or unreadable audio file(s)", stacklevel=2)
+    read = partial(read_audio, sample_rate=sample_rate, trim_db=trim_db)
+    waves, labels = read_class_files(root, files, read, skip_corrupt, "audio file", "empty or unreadable")
     names = list(files)
-    missing = sorted(set(names) - {names[i] for i in set(labels)})
-    require(not missing, f"{root}: class folder(s) {', '.join(missing)} have no readable audio")
     length = int(round(seconds * sample_rate)) if seconds else int(np.median([len(w) for w in waves]))
     require(length > 0, f"seconds must be > 0, got {seconds}")
     return LabelledDataset(waves_to_tensor(waves, length), torch.tensor(labels), names, "audio", root.name)

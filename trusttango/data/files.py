@@ -9,7 +9,9 @@ from __future__ import annotations
 import gzip
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import InputError, require
+
+T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -108,17 +112,42 @@ def _read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
         return np.asarray(img.convert(mode).resize((size[1], size[0]), Image.BILINEAR))
 
 
-def _open_or_none(path: Path, skip_corrupt: bool) -> Image.Image | None:
+def _open_image(path: Path) -> Image.Image:
     try:
         img = Image.open(path)
         img.load()
         return img
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        if skip_corrupt:
-            return None
         raise InputError(
             f"{path}: corrupt or unreadable image ({type(err).__name__}); use skip_corrupt to skip"
         ) from None
+
+
+def read_class_files(
+    root: Path, files: dict[str, list[Path]], read: Callable[[Path], T], skip_corrupt: bool, what: str, flaw: str
+) -> tuple[list[T], list[int]]:
+    """``read`` every file of :func:`list_class_folders`' ``files``; returns the items and their labels.
+
+    A file ``read`` refuses (:class:`InputError`) stops the load, or with ``skip_corrupt`` is skipped
+    and counted in one warning ("skipped 2 {flaw} {what}(s)"). Every class must keep a file.
+    """
+    items, labels, skipped = [], [], 0
+    for label, name in enumerate(files):
+        for path in files[name]:
+            try:
+                items.append(read(path))
+                labels.append(label)
+            except InputError:
+                if not skip_corrupt:
+                    raise
+                skipped += 1
+    require(len(items) > 0, f"{root}: no readable {what}s")
+    if skipped:
+        warnings.warn(f"{root}: skipped {skipped} {flaw} {what}(s)", stacklevel=3)
+    kept = set(labels)
+    missing = [name for label, name in enumerate(files) if label not in kept]
+    require(not missing, f"{root}: class folder(s) {', '.join(missing)} have no readable {what}s")
+    return items, labels
 
 
 def list_class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> dict[str, list[Path]]:
@@ -148,31 +177,17 @@ def load_image_folder(
     """
     root = Path(root)
     files = list_class_folders(root, IMAGE_SUFFIXES, "image")
-    opened: list[tuple[Path, int, Image.Image]] = []
-    skipped = 0
-    for label, name in enumerate(files):
-        for path in files[name]:
-            img = _open_or_none(path, skip_corrupt)
-            if img is None:
-                skipped += 1
-            else:
-                opened.append((path, label, img))
-    require(len(opened) > 0, f"{root}: no readable images")
-    if skipped:
-        warnings.warn(f"{root}: skipped {skipped} corrupt image(s)", stacklevel=2)
+    opened, labels = read_class_files(root, files, _open_image, skip_corrupt, "image", "corrupt")
     if size is None:
-        size = (int(np.median([im.height for _, _, im in opened])), int(np.median([im.width for _, _, im in opened])))
+        size = (int(np.median([im.height for im in opened])), int(np.median([im.width for im in opened])))
     if channels is None:
-        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F") for _, _, im in opened) else 1
+        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F") for im in opened) else 1
     mode = "L" if channels == 1 else "RGB"
-    pixels = np.stack([np.asarray(im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)) for _, _, im in opened])
-    for _, _, im in opened:
+    pixels = np.stack([np.asarray(im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)) for im in opened])
+    for im in opened:
         im.close()
-    labels = torch.tensor([label for _, label, _ in opened], dtype=torch.long)
-    counts = np.bincount(labels.numpy(), minlength=len(files))
-    empty = [n for n, c in zip(files, counts, strict=False) if c == 0]
-    require(not empty, f"{root}: class folder(s) {', '.join(empty)} have no readable images")
-    return LabelledDataset(images_to_tensor(pixels), labels, list(files), "image", root.name)
+    y = torch.tensor(labels, dtype=torch.long)
+    return LabelledDataset(images_to_tensor(pixels), y, list(files), "image", root.name)
 
 
 def load_images(paths: list[Path], shape: tuple[int, int, int]) -> torch.Tensor:

@@ -12,7 +12,6 @@ canvas; the label is the motion direction (a task a single frame cannot solve).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import av
@@ -23,7 +22,7 @@ from PIL import Image
 
 from trusttango.data.base import LabelledDataset, Splits, split
 from trusttango.data.builtin import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, register
-from trusttango.data.files import IMAGE_SUFFIXES, _read_image, list_class_folders, read_idx
+from trusttango.data.files import IMAGE_SUFFIXES, _read_image, list_class_folders, read_class_files, read_idx
 from trusttango.errors import InputError, require
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ogv")
@@ -42,6 +41,11 @@ def read_video(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: cannot decode video ({type(err).__name__})") from None
     require(len(frames) > 0, f"{path}: video has no decodable frames")
     return np.stack(frames)
+
+
+def read_clip(source: Path) -> np.ndarray:
+    """A clip from a video file (:func:`read_video`) or a folder of frames (:func:`read_frame_folder`)."""
+    return read_frame_folder(source) if source.is_dir() else read_video(source)
 
 
 def read_frame_folder(folder: Path) -> np.ndarray:
@@ -122,22 +126,8 @@ def load_video_folder(
     root = Path(root)
     require(root.is_dir(), f"{root}: expected a folder with one sub-folder per class")
     sources = _clip_sources(root)
-    clips, labels, skipped = [], [], 0
-    for label, name in enumerate(sources):
-        for source in sources[name]:
-            try:
-                clips.append(read_frame_folder(source) if source.is_dir() else read_video(source))
-                labels.append(label)
-            except InputError:
-                if not skip_corrupt:
-                    raise
-                skipped += 1
-    require(len(clips) > 0, f"{root}: no decodable clips")
-    if skipped:
-        warnings.warn(f"{root}: skipped {skipped} undecodable clip(s)", stacklevel=2)
+    clips, labels = read_class_files(root, sources, read_clip, skip_corrupt, "clip", "undecodable")
     names = list(sources)
-    missing = sorted(set(names) - {names[i] for i in set(labels)})
-    require(not missing, f"{root}: class folder(s) {', '.join(missing)} have no decodable clips")
     length = length or int(np.median([len(c) for c in clips]))
     size = size or (int(np.median([c.shape[1] for c in clips])), int(np.median([c.shape[2] for c in clips])))
     channels = channels or (1 if all(_is_grey(c) for c in clips) else 3)
