@@ -7,7 +7,8 @@
    of clean accuracy lost).
 
 Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 ARA images.
-Run: ``.venv/bin/python benchmarks/bench_robust.py [throughput] [ara]`` (both by default).
+Run: ``.venv/bin/python benchmarks/bench_robust.py [throughput] [ara]`` (both by default);
+``BENCH_EPOCHS`` overrides the training epochs of the ARA models.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from trusttango.train import TrainConfig, accuracy, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 N_TRAIN, N_ARA, EPOCHS, BATCH = (55000, 1000, 8, 256) if FULL else (6000, 200, 4, 128)
+EPOCHS = int(os.environ.get("BENCH_EPOCHS", EPOCHS))
 
 
 def _rates(ours, theirs, x, y, reps: int) -> tuple[float, float]:
