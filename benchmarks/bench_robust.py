@@ -8,7 +8,8 @@
 
 Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 ARA images.
 Run: ``.venv/bin/python benchmarks/bench_robust.py [throughput] [ara]`` (both by default);
-``BENCH_EPOCHS`` overrides the training epochs of the ARA models.
+``BENCH_EPOCHS`` overrides the training epochs of the ARA models, ``BENCH_TARGET_CE`` the
+Lipschitz controller's target cross-entropy (default 0.6).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from trusttango.train import TrainConfig, accuracy, fit  # noqa: E402
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 N_TRAIN, N_ARA, EPOCHS, BATCH = (55000, 1000, 8, 256) if FULL else (6000, 200, 4, 128)
 EPOCHS = int(os.environ.get("BENCH_EPOCHS", EPOCHS))
+TARGET_CE = float(os.environ.get("BENCH_TARGET_CE", "0.6"))
 
 
 def _rates(ours, theirs, x, y, reps: int) -> tuple[float, float]:
@@ -90,7 +92,10 @@ def trained(splits, hooks, activation="relu"):
 DEFENCES = {  # name -> (training hooks, activation) of the three models of the ARA figure
     "standard": (list, "relu"),
     "adversarial (FGSM-RS eps 0.1)": (lambda: [AdversarialTraining(eps=0.1, method="fgsm")], "relu"),
-    "Lipschitz (margin, ReLU)": (lambda: [LipschitzRegulariser(p_logit=0.0)], "relu"),
+    f"Lipschitz (margin, ReLU, target CE {TARGET_CE})": (
+        lambda: [LipschitzRegulariser(p_logit=0.0, target_ce=TARGET_CE)],
+        "relu",
+    ),
 }
 
 
