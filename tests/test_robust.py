@@ -113,6 +113,10 @@ def test_bad_input_is_refused(digits_model, batch):
         FGSM(flat, eps=0.1)(x, y)
     with pytest.raises(InputError, match=r"\(N, K\)"):  # reduces the batch: (1, K) for N inputs
         DeepFool(_BatchMean(digits_model))(x, y)
+    with pytest.raises(InputError, match=r"\(N, K\)"):  # checked on the first gradient step, no extra pass
+        PGD(_BatchMean(digits_model), eps=0.1)(x, y)
+    with pytest.raises(InputError, match=r"class indices in \[0, 10\)"):
+        PGD(digits_model, eps=0.1)(x, y + 10)
     with pytest.raises(InputError, match="candidates"):
         DeepFool(digits_model, candidates=0)
 

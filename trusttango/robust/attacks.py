@@ -55,6 +55,16 @@ def _flat_norm(t: torch.Tensor, p: float) -> torch.Tensor:
     return t.flatten(1).norm(p=p, dim=1)
 
 
+def _check_logits(logits: object, n: int, y: torch.Tensor) -> None:
+    """The model's output on ``n`` inputs must be logits (n, K), and the labels ``y`` class indices below K."""
+    require(
+        isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == n,
+        f"model: expected logits shaped (N, K), got {getattr(logits, 'shape', type(logits).__name__)}",
+    )
+    k = logits.shape[1]
+    require(bool(((y >= 0) & (y < k)).all()), f"y: expected class indices in [0, {k}), got out-of-range values")
+
+
 def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-example scalars shaped to broadcast against a batch ``like``."""
     return v.view(-1, *([1] * (like.dim() - 1)))
@@ -127,9 +137,10 @@ class Attack:
     def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
         """Validate the inputs, ``eps`` against the input range, and the model's output.
 
-        The output shape is probed on (up to) two examples, so a model that mixes or reduces the
-        batch is caught without paying a full forward pass; only a targeted attack without
-        ``labels`` needs the clean predictions of the whole batch.
+        Gradient attacks check the model's output on their first forward pass (no extra pass);
+        minimum-norm attacks probe it on (up to) two examples, so a model that mixes or reduces
+        the batch is still caught. Only a targeted attack without ``labels`` needs the clean
+        predictions of the whole batch.
         """
         lo, hi = self.bounds
         require(x.dim() >= 2 and len(x) > 0, f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
@@ -145,19 +156,15 @@ class Attack:
                 self.eps <= limit,
                 f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})",
             )
-        probe = x[:2]
-        with torch.no_grad():
-            logits = self.model(probe)
-        require(
-            isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == len(probe),
-            f"model: expected logits shaped (N, K), got {getattr(logits, 'shape', type(logits).__name__)}",
-        )
-        k = logits.shape[1]
-        require(bool(((y >= 0) & (y < k)).all()), f"y: expected class indices in [0, {k}), got out-of-range values")
+        if self.minimum_norm:
+            with torch.no_grad():
+                _check_logits(self.model(x[:2]), len(x[:2]), y)
         if self.targeted:
             if labels is None:
                 with torch.no_grad():
-                    true = self.model(x).argmax(1)
+                    logits = self.model(x)
+                _check_logits(logits, len(x), y)
+                true = logits.argmax(1)
             else:
                 true = torch.as_tensor(labels).to(y.device).long()
             require(not bool((true == y).any()), "y: a target equals the true label of its input (targeted attack)")
@@ -167,10 +174,12 @@ class Attack:
         ce = F.cross_entropy(logits, y, reduction="none")
         return -ce if self.targeted else ce
 
-    def _grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient of the summed attack loss w.r.t. ``x``, and the logits."""
+    def _grad(self, x: torch.Tensor, y: torch.Tensor, check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed attack loss w.r.t. ``x``, and the logits (``check``: validate them first)."""
         x = x.detach().requires_grad_(True)
         logits = self.model(x)
+        if check:
+            _check_logits(logits, len(x), y)
         (grad,) = torch.autograd.grad(self._loss(logits, y).sum(), x)
         return grad, logits.detach()
 
@@ -203,8 +212,8 @@ class _GradientAttack(Attack):
     def _one_run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = self._clip(x + self._random_start(x)) if self.random_start else x.clone()
         g = torch.zeros_like(x)
-        for _ in range(self.steps):
-            grad, _ = self._grad(x_adv, y)
+        for step in range(self.steps):
+            grad, _ = self._grad(x_adv, y, check=step == 0)
             if self.momentum is not None:
                 g = self.momentum * g + grad / _view(_flat_norm(grad, 1).clamp_min(1e-12), grad)
                 grad = g
