@@ -234,19 +234,16 @@ class EntropyDetector(Detector):
         layer: str | list[str] | None = AUTO,
     ) -> None:
         super().__init__(model, batch_size)
-        self.window, self.bins, self.summary, self.layer = window, bins, summary, layer
+        self.bins, self.summary, self.layer = bins, summary, layer
         self.custom_responder = responder is not None
         self.responder = responder or (lambda net, x: guided_response(net, x, self.layers(x)[0]))
         self.windows = (window,) if isinstance(window, int) else tuple(window)
         require(len(self.windows) > 0, "window: an empty list names no neighbourhood size")
         for side in self.windows:  # validates window and bins
             local_entropy(torch.zeros(1, 1, side, side), side, bins)
-        named = (
-            [layer] if isinstance(layer, str) and layer not in (AUTO, ALL) else layer if isinstance(layer, list) else []
-        )
-        require(not isinstance(layer, list) or len(layer) > 0, "layer: an empty list names no response layer")
-        for name in named:
-            _submodule(model, name)
+        require(layer != [], "layer: an empty list names no response layer")
+        for name in layer if isinstance(layer, list) else [] if layer in (None, AUTO, ALL) else [layer]:
+            _submodule(model, name)  # an unknown name fails here, not at first use
 
     def layers(self, x: torch.Tensor) -> list[str | None]:
         """The response layers, resolving ``"auto"`` / ``"all"`` on the model's output shapes for ``x``."""
