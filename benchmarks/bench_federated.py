@@ -4,7 +4,7 @@ wall time of the simulation for 10 and 100 clients; (c) rounds to reach 85 % Fas
 test accuracy, FedAvg (E = 5, B = 10) vs FedSGD (E = 1, B = inf, one step), IID and shards,
 K = 100, C = 0.1 (McMahan et al. 2017, Table 2); (d) CKKS private inference vs plaintext.
 
-``python benchmarks/bench_federated.py [deploy] [simtime] [rounds] [he]`` (default: all);
+``python benchmarks/bench_federated.py [deploy] [simtime] [rounds] [fedsgd_lr] [he]`` (default: all);
 ``BENCH_PARTITIONS=iid`` runs the rounds comparison on one partition only.
 FedAvg stops at the target; FedSGD then runs 10x as many rounds (the goal ratio), so if it
 does not reach the target the ratio is reported as a lower bound. ``TRUSTTANGO_FULL=1`` caps
@@ -102,6 +102,17 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
     ]  # fmt: skip
 
 
+def fedsgd_lr_rows(folder: Path, rounds: int = 30) -> list[list[object]]:
+    """FedSGD's learning rate (IID, K = 100, C = 0.1): accuracy after ``rounds`` rounds per lr."""
+    rows = []
+    for lr in (0.5, 1.0, 2.0):
+        cfg = FedConfig(data="fashion-mnist", workdir=str(folder / f"lr{lr}"), clients=100, fraction=0.1,
+                        rounds=rounds, algorithm="fedsgd", lr=lr)  # fmt: skip
+        history = simulate_retrying(cfg)
+        rows.append([lr, rounds, history.rounds[-1].accuracy, max(r.accuracy for r in history.rounds)])
+    return rows
+
+
 def he_row() -> list[object]:
     splits = load_builtin("digits")
     model = HENet(8, 10, channels=2, hidden=16)
@@ -119,7 +130,7 @@ def he_row() -> list[object]:
 
 
 def main(parts: list[str]) -> None:
-    parts = parts or ["deploy", "simtime", "rounds", "he"]
+    parts = parts or ["deploy", "simtime", "rounds", "fedsgd_lr", "he"]
     header = ["setting", "clients", "median s/round", "final accuracy"]
     notes = (
         "Flower 1.41, Fashion-MNIST 6,000 train images split evenly, C = 1, E = 1, B = 32. "
@@ -144,6 +155,12 @@ def main(parts: list[str]) -> None:
                     f"Flower 1.41 simulation engine; FedAvg stops at the target, FedSGD runs 10x FedAvg's rounds. "
                     f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
                 )
+    if "fedsgd_lr" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = fedsgd_lr_rows(Path(tmp))
+        append("Federated: FedSGD learning rate (Fashion-MNIST, IID, K=100, C=0.1)",
+               ["lr", "rounds", "final accuracy", "best accuracy"], rows,
+               f"One full-batch SGD step per round on 10 clients. Shared 2-core CPU: {CONTENTION}.")  # fmt: skip
     if "he" in parts:
         append(
             "CKKS private inference (TenSEAL, conv+x^2+fc+x^2+fc on digits) vs plaintext torch",
