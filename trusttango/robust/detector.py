@@ -256,19 +256,14 @@ class EntropyDetector(Detector):
     def entropies(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Entropy images (N, H, W) of the responses of ``x``, one per response layer and window
         (layer-major: all windows of the first layer, then the next layer's)."""
-        batches = _batches(x, self.batch_size)
+        layers = None if self.custom_responder else self.layers(x)
         device = model_device(self.model)
-        per_batch = [
-            [self.responder(self.model, b.to(device))]
-            if self.custom_responder
-            else guided_responses(self.model, b.to(device), self.layers(x))
-            for b in batches
-        ]
-        return [
-            torch.cat([local_entropy(maps[i], side, self.bins) for maps in per_batch]).cpu()
-            for i in range(len(per_batch[0]))
-            for side in self.windows
-        ]
+        per_batch = []  # entropy images only: a batch's responses are dropped once summarised
+        for b in _batches(x, self.batch_size):
+            b = b.to(device)
+            maps = [self.responder(self.model, b)] if layers is None else guided_responses(self.model, b, layers)
+            per_batch.append([local_entropy(m, side, self.bins).cpu() for m in maps for side in self.windows])
+        return [torch.cat(images) for images in zip(*per_batch, strict=True)]
 
     def entropy(self, x: torch.Tensor) -> torch.Tensor:
         """Entropy images (N, H, W) of the responses of ``x`` at the first response layer and window."""
