@@ -130,7 +130,9 @@ def main(parts: list[str]) -> None:
             "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN)",
             ["attack", "ours ex/s", "torchattacks ex/s", "ratio"],
             rows,
-            f"batch {BATCH}, one thread, best of interleaved repeats; eps 0.03 L-inf; load average "
+            f"batch {BATCH}, one thread, best of interleaved repeats; eps 0.03 L-inf; our attacks run the "
+            "BatchNorm-folded eval view of the model (trusttango.models.folding), torchattacks the model as is; "
+            "load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of the run.",
         )
         print(*rows, sep="\n")

@@ -9,6 +9,7 @@ import torch
 
 from trusttango.errors import InputError
 from trusttango.models import ModelConfig, build_model, config_for, load_model, save_model
+from trusttango.models.folding import FoldedBatchNorm
 from trusttango.models.io import SavedModel
 
 
@@ -77,3 +78,51 @@ def test_corrupt_and_mismatched_model_files(tmp_path, digits, digits_model):
         load_model(tmp_path / "m2")
     with pytest.raises(InputError, match="not found"):
         load_model(tmp_path / "absent")
+
+
+def _trained_bn_model(backbone: str = "small_cnn") -> torch.nn.Module:
+    """A model whose BatchNorm statistics are not the identity (a few training-mode forwards)."""
+    model = build_model(config_for((1, 28, 28), 10, backbone=backbone), seed=0).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(16, 1, 28, 28) * 2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
+def test_folded_batchnorm_is_the_same_function_with_fewer_norms(backbone):
+    model = _trained_bn_model(backbone)
+    view = FoldedBatchNorm(model)()
+    norms = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert norms(view) < norms(model)  # something folded
+    x = torch.rand(8, 1, 28, 28, requires_grad=True)
+    out, out_view = model(x), view(x)
+    assert torch.allclose(out, out_view, atol=1e-4)
+    g = torch.autograd.grad(out[:, 3].sum(), x)[0]
+    g_view = torch.autograd.grad(out_view[:, 3].sum(), x)[0]
+    assert torch.allclose(g, g_view, atol=1e-5 * float(g.abs().max()) + 1e-7)
+
+
+def test_folded_batchnorm_follows_training_and_shares_other_parameters():
+    model = _trained_bn_model()
+    folded = FoldedBatchNorm(model)
+    view = folded()
+    x = torch.rand(8, 1, 28, 28)
+    torch.optim.SGD(model.parameters(), lr=0.5).zero_grad()
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(x * 3), torch.arange(8))  # also moves BN statistics
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    model.eval()
+    assert folded() is view  # same view, refolded in place of a rebuild
+    assert torch.allclose(model(x), view(x), atol=1e-4)
+    assert view.head.weight is model.head.weight  # unfolded layers are shared, not copied
+
+
+def test_folded_batchnorm_leaves_hooked_or_norm_free_models_alone():
+    model = _trained_bn_model()
+    handle = model.head.register_forward_hook(lambda *a: None)
+    assert FoldedBatchNorm(model)() is model  # a hook must see the layers it was put on
+    handle.remove()
+    plain = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    assert FoldedBatchNorm(plain)() is plain

@@ -136,6 +136,21 @@ def test_call_returns_what_run_reports(digits_model, batch):
     assert torch.equal(attack(x, y), attack.run(x, y).x_adv)
 
 
+def test_attacks_on_the_folded_view_match_the_model_as_given(digits_model, batch):
+    """BatchNorm folding changes the speed, not the attack: PGD from the same random start
+    gives (to float rounding) the same adversarial examples with and without it."""
+    x, y = batch
+    runs = []
+    for fold in (True, False):
+        attack = PGD(digits_model, eps=0.1, steps=10)
+        attack.fold_batchnorm = fold
+        torch.manual_seed(0)
+        runs.append(attack(x, y))
+    assert attack._folded() is not digits_model  # the digits model has BatchNorm to fold
+    agree = (runs[0] - runs[1]).abs() < 1e-4
+    assert float(agree.float().mean()) > 0.99
+
+
 def test_deepfool_matches_torchattacks(digits_model, batch):
     """Our batched DeepFool finds perturbations as small as torchattacks' per-example one."""
     torchattacks = pytest.importorskip("torchattacks")

@@ -6,6 +6,9 @@ sizes of the perturbation. For a targeted attack (``targeted=True``) ``y`` is th
 class; ``run(x, y, labels=...)`` names the true labels (default: the clean predictions) and
 a target equal to the true label is refused. Inputs must lie in ``bounds``; every attack
 keeps its output inside ``bounds`` and the norm-bounded ones inside the ``eps`` ball.
+Attacks run the model in eval mode, with BatchNorm folded into the convolutions before it
+(:class:`~trusttango.models.folding.FoldedBatchNorm`: the same function, fewer layers); set
+``attack.fold_batchnorm = False`` to run the model exactly as given.
 
 Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Madry et al.
 2018, eq. 2 with random start and restarts), MI-FGSM (Dong et al. 2018, alg. 1), C&W-L2
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trusttango.errors import require
+from trusttango.models.folding import FoldedBatchNorm
 
 NORMS = ("linf", "l2")
 
@@ -88,6 +92,7 @@ class Attack:
     """
 
     minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
+    fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
 
     def __init__(
         self,
@@ -109,6 +114,8 @@ class Attack:
         self.model, self.eps, self.norm, self.steps = model, float(eps), norm, int(steps)
         self.alpha = float(alpha) if alpha is not None else 2.5 * float(eps) / int(steps)
         self.targeted, self.bounds = targeted, (float(bounds[0]), float(bounds[1]))
+        self._folded = FoldedBatchNorm(model)
+        self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial examples only: no extra forward pass for the result bookkeeping."""
@@ -131,6 +138,7 @@ class Attack:
         device = next(self.model.parameters()).device
         x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
         with _eval_mode(self.model):
+            self._net = self._folded() if self.fold_batchnorm else self.model
             self._check(x, y, labels)
             return x, y, self._perturb(x, y).detach()
 
@@ -158,11 +166,11 @@ class Attack:
             )
         if self.minimum_norm:
             with torch.no_grad():
-                _check_logits(self.model(x[:2]), len(x[:2]), y)
+                _check_logits(self._net(x[:2]), len(x[:2]), y)
         if self.targeted:
             if labels is None:
                 with torch.no_grad():
-                    logits = self.model(x)
+                    logits = self._net(x)
                 _check_logits(logits, len(x), y)
                 true = logits.argmax(1)
             else:
@@ -177,7 +185,7 @@ class Attack:
     def _grad(self, x: torch.Tensor, y: torch.Tensor, check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradient of the summed attack loss w.r.t. ``x``, and the logits (``check``: validate them first)."""
         x = x.detach().requires_grad_(True)
-        logits = self.model(x)
+        logits = self._net(x)
         if check:
             _check_logits(logits, len(x), y)
         (grad,) = torch.autograd.grad(self._loss(logits, y).sum(), x)
@@ -202,7 +210,7 @@ class _GradientAttack(Attack):
         best = self._one_run(x, y)
         for _ in range(self.restarts - 1):
             with torch.no_grad():
-                pred = self.model(best).argmax(1)
+                pred = self._net(best).argmax(1)
             done = (pred == y) if self.targeted else (pred != y)
             if bool(done.all()):
                 break
@@ -350,7 +358,7 @@ class CarliniWagnerL2(_MinimumNormAttack):
             found, previous = torch.zeros_like(c, dtype=torch.bool), math.inf
             for step in range(self.steps):
                 x_new = self._to_x(w)
-                logits = self.model(x_new)
+                logits = self._net(x_new)
                 dist = (x_new - x).flatten(1).pow(2).sum(1)
                 loss = (dist + c * self._margin(logits, y)).sum()
                 (w.grad,) = torch.autograd.grad(loss, w)  # not backward(): leave the model's .grad alone
@@ -394,7 +402,7 @@ class DeepFool(_MinimumNormAttack):
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            clean = self.model(x)
+            clean = self._net(x)
         source = clean.argmax(1)  # the class to leave (the clean prediction)
         k = clean.shape[1]
         cands = y[:, None] if self.targeted else clean.topk(min(self.candidates + 1, k), 1).indices[:, 1:]
@@ -404,7 +412,7 @@ class DeepFool(_MinimumNormAttack):
         for step in range(self.steps + 1):
             with torch.set_grad_enabled(step < self.steps):
                 x_in = x_adv[active].requires_grad_(step < self.steps)
-                logits = self.model(x_in)
+                logits = self._net(x_in)
             fooled = self._adversarial(logits.detach(), y[active])
             hit[active[fooled]] = True
             if step == self.steps or bool(fooled.all()):
@@ -470,6 +478,6 @@ class MinNormL2(_MinimumNormAttack):
             delta = self._clip(x + delta) - x
         x_adv = self._clip(x + delta)
         with torch.no_grad():
-            hit = self._adversarial(self.model(x_adv), y)
+            hit = self._adversarial(self._net(x_adv), y)
         best, _ = self._keep_smaller(best, best_norm, x, x_adv, hit)
         return best
