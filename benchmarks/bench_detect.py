@@ -68,6 +68,15 @@ def detection(splits: Splits) -> None:
         "entropy (summary+logistic), all layers, windows 3+5": EntropyDetector(
             model, window=(3, 5), summary=True, layer="all"
         ),
+        "entropy of activations (summary+logistic), all layers, windows 3+5": EntropyDetector(
+            model, window=(3, 5), summary=True, layer="all", signal="activation"
+        ),
+        "entropy of guided + activations (summary+logistic), all layers, windows 3+5": EntropyDetector(
+            model, window=(3, 5), summary=True, layer="all", signal="both"
+        ),
+        "entropy of the input image itself (summary+logistic), windows 3+5": EntropyDetector(
+            model, window=(3, 5), summary=True, layer=None, signal="activation"
+        ),
         "feature squeezing": FeatureSqueezingDetector(model),
         "kernel density+uncertainty": KernelDensityDetector(model, ref.x, ref.y),
     }
@@ -106,7 +115,9 @@ def detection(splits: Splits) -> None:
         ["attack", "seen", "detector", "AUC", "AUC / seed 0.990", "precision", "recall", "FPR@95%recall", "n adv"],
         rows,
         f"small CNN trained on {len(splits.train)} images, eps {EPS} (L-inf attacks), {N} val + {N} test images; "
-        f"threshold: Youden's J on the FGSM validation ROC; auto layer = {layer}; all layers = {every}.",
+        f"threshold: Youden's J on the FGSM validation ROC; auto layer = {layer}; all layers = {every}; "
+        "guided = the guided-backprop signal at the layer (the seed's response), activations = the layer's "
+        "forward feature map; the input image row is a control for how much the data alone gives away.",
     )
     ablation(model, val, test)
 

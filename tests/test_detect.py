@@ -147,6 +147,28 @@ def test_multi_layer_multi_scale_detector(fmnist_model, fmnist_attacked, tmp_pat
         EntropyDetector(fmnist_model, window=(3, 4))
 
 
+def test_activation_and_both_signals(fmnist_model, fmnist_attacked, tmp_path):
+    """The forward feature maps as responses (``signal="activation"``), alone or beside the guided
+    signal: one entropy image per layer, signal and window, and FGSM separated at least as well
+    as by the guided signal on the same layers."""
+    fit_clean, fit_adv, test_clean, test_adv = fmnist_attacked
+    layers = ["backbone.2", "backbone.9"]
+    dets = {
+        signal: EntropyDetector(fmnist_model, summary=True, layer=layers, signal=signal).fit(fit_clean, fit_adv)
+        for signal in ("guided", "activation", "both")
+    }
+    assert [len(d.entropies(test_clean[:2])) for d in dets.values()] == [2, 2, 4]
+    auc = {s: evaluate_detector(d, test_clean, test_adv, "fgsm").auc for s, d in dets.items()}
+    assert auc["activation"] > 0.98 and auc["both"] >= auc["guided"] - 0.005, auc
+    image = EntropyDetector(fmnist_model, layer=None, signal="activation")
+    torch.testing.assert_close(image.entropy(test_clean[:3]), local_entropy(test_clean[:3]))  # the input itself
+    loaded = EntropyDetector.load(dets["both"].save(tmp_path / "det.json"), fmnist_model)
+    assert loaded.signal == "both"
+    np.testing.assert_allclose(loaded.score(test_adv), dets["both"].score(test_adv), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="signal: expected one of"):
+        EntropyDetector(fmnist_model, signal="gradient")
+
+
 def _separates(det, clean: torch.Tensor, adversarial: torch.Tensor) -> bool:
     """Adversarial inputs score higher than clean ones, significantly (one-sided Mann-Whitney U, p < 0.01)."""
     from scipy.stats import mannwhitneyu

@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
             help="Response at: auto (last full-res ReLU), all (every ReLU feature map), input, "
             "or module names separated by commas.",
         ),
+        signal: str = typer.Option(
+            "guided", help="Response read at each layer: guided (backprop signal), activation, or both."
+        ),
         seed: int = typer.Option(0),
     ) -> None:
         """Fit the entropy detector's threshold on clean vs attacked validation data."""
@@ -94,7 +97,7 @@ def register(app: typer.Typer) -> None:
             sides = [int(side) for side in _items(window)]
         except ValueError:
             raise InputError(f"--window: expected odd integers separated by commas, got {window!r}") from None
-        detector = EntropyDetector(net, sides, bins, summary, layer=chosen)
+        detector = EntropyDetector(net, sides, bins, summary, layer=chosen, signal=signal)
         detector.fit(clean, adv)
         detector.save(out / "detector.json")
         result = evaluate_detector(detector, clean, adv, attack)

@@ -43,37 +43,60 @@ FORMAT = "trusttango-detector/2"
 AUTO = "auto"
 ALL = "all"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+GUIDED, ACTIVATION, BOTH = "guided", "activation", "both"
+SIGNALS = (GUIDED, ACTIVATION, BOTH)
 
 
 def guided_response(model: nn.Module, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
     """Feature response: the guided-backprop signal of the predicted class (SPECS 2) w.r.t. ``x``,
     or (``layer`` = a module name) w.r.t. that inner module's output, read on the same backward pass."""
-    return guided_responses(model, x, [layer])[0]
+    return feature_responses(model, x, [layer], GUIDED)[0]
 
 
-def guided_responses(model: nn.Module, x: torch.Tensor, layers: Sequence[str | None]) -> list[torch.Tensor]:
-    """:func:`guided_response` at each of ``layers`` (``None`` = the input), all read on one backward pass."""
+def feature_responses(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[str | None], signal: str = GUIDED
+) -> list[torch.Tensor]:
+    """Responses of ``x`` at each of ``layers`` (``None`` = the input), read on one pass.
+
+    ``signal``: ``"guided"`` the guided-backprop signal of the predicted class (SPECS 2) at the
+    layer, ``"activation"`` the layer's forward output (the input image itself for ``None``),
+    ``"both"`` the two per layer (guided first).
+    """
     from trusttango.explain import GuidedBackprop
 
     grads: dict[str, list[torch.Tensor]] = {name: [] for name in layers if name is not None}
+    acts: dict[str, torch.Tensor] = {}
 
-    def keep_gradient(name: str) -> Callable:
+    def keep(name: str) -> Callable:
         def hook(_module: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
-            out.register_hook(grads[name].append)
+            acts[name] = out.detach()
+            if signal != ACTIVATION:
+                out.register_hook(grads[name].append)
 
         return hook
 
-    handles = [_submodule(model, name).register_forward_hook(keep_gradient(name)) for name in grads]
+    handles = [_submodule(model, name).register_forward_hook(keep(name)) for name in grads]
     try:
-        at_input = GuidedBackprop(model).attribute(x, target=None)
+        if signal == ACTIVATION:
+            with torch.no_grad():
+                model(x)
+        else:
+            at_input = GuidedBackprop(model).attribute(x, target=None)
     finally:
         for handle in handles:
             handle.remove()
-    for name, kept in grads.items():
-        require(
-            len(kept) == 1, f"layer {name!r}: expected one tensor output on the path to the logits, got {len(kept)}"
-        )
-    return [at_input if name is None else grads[name][0].detach() for name in layers]
+    if signal != ACTIVATION:
+        for name, kept in grads.items():
+            require(
+                len(kept) == 1, f"layer {name!r}: expected one tensor output on the path to the logits, got {len(kept)}"
+            )
+    out = []
+    for name in layers:
+        if signal != ACTIVATION:
+            out.append(at_input if name is None else grads[name][0].detach())
+        if signal != GUIDED:
+            out.append(x.detach() if name is None else acts[name])
+    return out
 
 
 def _submodule(model: nn.Module, layer: str) -> nn.Module:
@@ -217,8 +240,10 @@ class EntropyDetector(Detector):
     resolved at first use. ``summary=False`` scores the mean entropy (the seed's statistic);
     ``summary=True`` adds the standard deviation, the quantiles :data:`QUANTILES` and the
     non-zero fraction of the entropy image. Several statistics (several layers, or a summary)
-    are combined by a small logistic model. ``responder(model, x)`` replaces the response
-    altogether (``layer`` is then unused).
+    are combined by a small logistic model. ``signal`` is what is read at each layer
+    (:func:`feature_responses`): ``"guided"`` (default, the seed's guided-backprop response),
+    ``"activation"`` (the forward feature map) or ``"both"``. ``responder(model, x)`` replaces the
+    response altogether (``layer`` and ``signal`` are then unused).
     """
 
     name = "entropy detector"
@@ -232,11 +257,13 @@ class EntropyDetector(Detector):
         responder: Responder | None = None,
         batch_size: int = 256,
         layer: str | list[str] | None = AUTO,
+        signal: str = GUIDED,
     ) -> None:
         super().__init__(model, batch_size)
-        self.bins, self.summary, self.layer = bins, summary, layer
+        require(signal in SIGNALS, f"signal: expected one of {SIGNALS}, got {signal!r}")
+        self.bins, self.summary, self.layer, self.signal = bins, summary, layer, signal
         self.custom_responder = responder is not None
-        self.responder = responder or (lambda net, x: guided_response(net, x, self.layers(x)[0]))
+        self.responder = responder or (lambda net, x: feature_responses(net, x, self.layers(x)[:1], signal)[0])
         self.windows = (window,) if isinstance(window, int) else tuple(window)
         require(len(self.windows) > 0, "window: an empty list names no neighbourhood size")
         for side in self.windows:  # validates window and bins
@@ -254,14 +281,18 @@ class EntropyDetector(Detector):
         return list(self.layer) if isinstance(self.layer, list) else [self.layer]
 
     def entropies(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Entropy images (N, H, W) of the responses of ``x``, one per response layer and window
-        (layer-major: all windows of the first layer, then the next layer's)."""
+        """Entropy images (N, H, W) of the responses of ``x``, one per response layer, signal and
+        window (layer-major: all signals and windows of the first layer, then the next layer's)."""
         layers = None if self.custom_responder else self.layers(x)
         device = model_device(self.model)
         per_batch = []  # entropy images only: a batch's responses are dropped once summarised
         for b in _batches(x, self.batch_size):
             b = b.to(device)
-            maps = [self.responder(self.model, b)] if layers is None else guided_responses(self.model, b, layers)
+            maps = (
+                [self.responder(self.model, b)]
+                if layers is None
+                else feature_responses(self.model, b, layers, self.signal)
+            )
             per_batch.append([local_entropy(m, side, self.bins).cpu() for m in maps for side in self.windows])
         return [torch.cat(images) for images in zip(*per_batch, strict=True)]
 
@@ -285,7 +316,7 @@ class EntropyDetector(Detector):
         self._check_fitted()
         document = {
             "format": FORMAT, "window": list(self.windows), "bins": self.bins, "summary": self.summary,
-            "layer": self.layer,
+            "layer": self.layer, "signal": self.signal,
             "fingerprint": self.fingerprint, "threshold": self.threshold, "mean": self.mean.tolist(),
             "std": self.std.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
         }  # fmt: skip
@@ -304,7 +335,9 @@ class EntropyDetector(Detector):
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f"{path}: corrupt JSON ({err})") from None
         require(isinstance(doc, dict) and doc.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
-        detector = cls(model, doc["window"], doc["bins"], doc["summary"], layer=doc["layer"])
+        detector = cls(
+            model, doc["window"], doc["bins"], doc["summary"], layer=doc["layer"], signal=doc.get("signal", GUIDED)
+        )
         detector.fingerprint, detector.threshold, detector.intercept = (
             doc["fingerprint"],
             doc["threshold"],
