@@ -33,6 +33,8 @@ from trusttango.train import TrainConfig, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 TARGET, AVG_CAP, TIMED_ROUNDS = 0.85, (100 if FULL else 30), (5 if FULL else 3)
+LOWER = 0.5  # a second, lower target: on shards FedAvg does not reach 85 % within its cap
+SGD_EVAL_EVERY = 5  # FedSGD evaluates every 5 rounds (its rounds are cheap; the 10k-image evaluation is not)
 CONTENTION = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start"
 
 
@@ -85,7 +87,8 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
     avg_s, n_avg = time.perf_counter() - start, avg.rounds_to(TARGET)
     sgd_cap = 10 * (n_avg or AVG_CAP)
     start = time.perf_counter()
-    sgd_cfg = FedConfig(workdir=str(folder / f"{partition}-sgd"), rounds=sgd_cap, algorithm="fedsgd", lr=0.5, **common)
+    sgd_cfg = FedConfig(workdir=str(folder / f"{partition}-sgd"), rounds=sgd_cap, algorithm="fedsgd", lr=0.5,
+                        eval_every=SGD_EVAL_EVERY, **common)  # fmt: skip
     sgd = simulate_retrying(sgd_cfg)
     sgd_s, n_sgd = time.perf_counter() - start, sgd.rounds_to(TARGET)
     if n_avg is None:
@@ -93,12 +96,14 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
     else:
         ratio = f"{n_sgd / n_avg:.1f}x" if n_sgd else f">= {sgd_cap / n_avg:.0f}x (FedSGD not there after {sgd_cap})"
     best = max(r.accuracy for r in sgd.rounds)
+    lower = [h.rounds_to(LOWER) for h in (avg, sgd)]
+    lower_ratio = f"{lower[1] / lower[0]:.1f}x" if all(lower) else ""
     return [
-        [partition, "FedAvg E=5 B=10 lr=0.1", len(avg.rounds) - 1, n_avg or f"> {AVG_CAP}", avg.rounds[-1].accuracy,
-         avg_s / (len(avg.rounds) - 1)],
-        [partition, "FedSGD E=1 B=inf lr=0.5", len(sgd.rounds) - 1, n_sgd or f"> {sgd_cap}", best,
-         sgd_s / (len(sgd.rounds) - 1)],
-        [partition, "FedSGD rounds / FedAvg rounds", "", ratio, "", ""],
+        [partition, "FedAvg E=5 B=10 lr=0.1", avg.rounds[-1].round, n_avg or f"> {AVG_CAP}", lower[0] or f"> {AVG_CAP}",
+         avg.rounds[-1].accuracy, avg_s / avg.rounds[-1].round],
+        [partition, "FedSGD E=1 B=inf lr=0.5", sgd.rounds[-1].round, n_sgd or f"> {sgd_cap}",
+         lower[1] or f"> {sgd_cap}", best, sgd_s / sgd.rounds[-1].round],
+        [partition, "FedSGD rounds / FedAvg rounds", "", ratio, lower_ratio, "", ""],
     ]  # fmt: skip
 
 
@@ -150,9 +155,18 @@ def main(parts: list[str]) -> None:
                 append(
                     f"Federated: rounds to {TARGET:.0%} Fashion-MNIST test accuracy, FedAvg vs FedSGD "
                     f"(K=100, C=0.1, {partition})",
-                    ["partition", "algorithm", "rounds run", "rounds to target", "best/final accuracy", "s/round"],
+                    [
+                        "partition",
+                        "algorithm",
+                        "rounds run",
+                        f"rounds to {TARGET:.0%}",
+                        f"rounds to {LOWER:.0%}",
+                        "best/final accuracy",
+                        "s/round",
+                    ],  # fmt: skip
                     rounds_rows(Path(tmp), partition),
-                    f"Flower 1.41 simulation engine; FedAvg stops at the target, FedSGD runs 10x FedAvg's rounds. "
+                    f"Flower 1.41 simulation engine; FedAvg stops at the target, FedSGD runs 10x FedAvg's rounds and "
+                    f"is evaluated every {SGD_EVAL_EVERY} rounds (its rounds-to figures are multiples of that). "
                     f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
                 )
     if "fedsgd_lr" in parts:

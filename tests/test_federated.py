@@ -168,6 +168,19 @@ def test_flower_simulation_fedavg_learns(tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluation_every_k_rounds_keeps_the_totals(tmp_path):
+    """``eval_every=2`` over 3 rounds: records after rounds 0, 2 and the last (3); round 2's record
+    carries the traffic of rounds 1 and 2."""
+    cfg = FedConfig(data="digits", workdir=str(tmp_path), clients=4, fraction=0.5, rounds=3, min_clients=2,
+                    eval_every=2)  # fmt: skip
+    history = simulate(cfg)
+    assert [r.round for r in history.rounds] == [0, 2, 3]
+    assert history.rounds[1].bytes_down == 2 * history.rounds[2].bytes_down > 0
+    with pytest.raises(InputError, match="eval_every"):
+        FedConfig(eval_every=0)
+
+
+@pytest.mark.slow
 def test_secagg_plus_aggregate_equals_plain_fedavg(tmp_path):
     """SecAgg+: the strategy only ever sees the unmasked sum, equal to plain n_k-weighted FedAvg
     of the same client updates up to quantisation (and thread-order float) error."""

@@ -126,3 +126,8 @@ def test_folded_batchnorm_leaves_hooked_or_norm_free_models_alone():
     handle.remove()
     plain = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten())
     assert FoldedBatchNorm(plain)() is plain
+
+
+def test_folded_batchnorm_does_not_fold_batch_statistics():
+    model = _trained_bn_model().train()  # training mode: BatchNorm normalises by the batch's own statistics
+    assert FoldedBatchNorm(model)() is model

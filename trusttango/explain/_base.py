@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trusttango.errors import InputError, require
+from trusttango.models.folding import FoldedBatchNorm
 
 Target = int | torch.Tensor | None
 
@@ -65,13 +66,25 @@ def class_score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Attribution:
-    """Base class: subclasses implement :meth:`attribute`, returning maps shaped like ``inputs``."""
+    """Base class: subclasses implement :meth:`attribute`, returning maps shaped like ``inputs``.
+
+    Passes that only need the model's function (not a named inner layer) go through :attr:`net`:
+    for an eval-mode model its BatchNorm-folded view (:class:`~trusttango.models.folding.FoldedBatchNorm`,
+    the same function with fewer layers); set ``fold_batchnorm = False`` to use the model as given.
+    """
 
     images_only = False
+    fold_batchnorm = True
 
     def __init__(self, model: nn.Module) -> None:
         require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+        self._folded = FoldedBatchNorm(model)
+
+    @property
+    def net(self) -> nn.Module:
+        """The network the forward and backward passes run: ``model`` or its folded eval view."""
+        return self._folded() if self.fold_batchnorm else self.model
 
     def _prepare(self, inputs: torch.Tensor) -> torch.Tensor:
         return check_inputs(inputs, self.images_only).detach().to(model_device(self.model))

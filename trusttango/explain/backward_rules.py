@@ -93,7 +93,7 @@ class Deconvolution(Attribution):
     """DeconvNet map (Zeiler & Fergus 2014): gradient with ``R_in = max(R_out, 0)`` at each ReLU."""
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:
-        return rule_gradient(self.model, self._prepare(inputs), target, guided=False)
+        return rule_gradient(self.net, self._prepare(inputs), target, guided=False)
 
 
 class GuidedBackprop(Attribution):
@@ -103,4 +103,4 @@ class GuidedBackprop(Attribution):
     """
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:
-        return rule_gradient(self.model, self._prepare(inputs), target, guided=True)
+        return rule_gradient(self.net, self._prepare(inputs), target, guided=True)

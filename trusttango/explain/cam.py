@@ -84,6 +84,6 @@ class GuidedGradCAM(GradCAM):
         x = self._prepare(inputs)
         if target is None:
             with torch.no_grad():
-                target = resolve_target(None, forward(self.model, x))
+                target = resolve_target(None, forward(self.net, x))
         cam = upsample(layer_gradcam(self.model, x, target, self.layer), x.shape[2:], self.interpolate)
-        return rule_gradient(self.model, x, target, guided=True) * cam
+        return rule_gradient(self.net, x, target, guided=True) * cam

@@ -22,7 +22,7 @@ class Saliency(Attribution):
         self.absolute = absolute
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:
-        grad, _ = input_gradient(self.model, self._prepare(inputs), target)
+        grad, _ = input_gradient(self.net, self._prepare(inputs), target)
         return grad.abs() if self.absolute else grad
 
 
@@ -31,7 +31,7 @@ class InputXGradient(Attribution):
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:
         x = self._prepare(inputs)
-        grad, _ = input_gradient(self.model, x, target)
+        grad, _ = input_gradient(self.net, x, target)
         return x * grad
 
 
@@ -81,7 +81,7 @@ class IntegratedGradients(Attribution):
         n = x.shape[0]
         base = torch.as_tensor(self.baseline, dtype=x.dtype, device=x.device).expand_as(x)
         with torch.no_grad():
-            t = resolve_target(target, forward(self.model, x))
+            t = resolve_target(target, forward(self.net, x))
         delta = x - base
         total = torch.zeros_like(x)
         per_chunk = max(1, self.batch_size // n)
@@ -91,7 +91,7 @@ class IntegratedGradients(Attribution):
             shape = (-1,) + (1,) * x.dim()
             scaled = (base + alphas.view(shape) * delta).reshape(-1, *x.shape[1:]).requires_grad_(True)
             with torch.enable_grad():
-                logits = forward(self.model, scaled).view(len(alphas), n, -1)
+                logits = forward(self.net, scaled).view(len(alphas), n, -1)
                 score = (
                     logits.gather(2, t.view(1, n, 1).expand(len(alphas), n, 1)).squeeze(2) * weights[:, None]
                 ).sum()
@@ -127,7 +127,7 @@ class SmoothGrad(Attribution):
         x = self._prepare(inputs)
         n, s = x.shape[0], self.samples
         with torch.no_grad():
-            t = resolve_target(target, forward(self.model, x))
+            t = resolve_target(target, forward(self.net, x))
         per_chunk = max(1, self.batch_size // s)
         maps = []
         for start in range(0, n, per_chunk):

@@ -97,7 +97,7 @@ class MeaningfulPerturbation(Attribution):
         torch.manual_seed(self.seed)
         try:
             with torch.no_grad():
-                t = resolve_target(target, forward(self.model, x))
+                t = resolve_target(target, forward(self.net, x))
                 x0 = reference(x, self.perturbation, sigma, self.noise_std)
             m = torch.ones(n, 1, side, side, device=x.device, requires_grad=True)
             opt = torch.optim.Adam([m], lr=self.lr)
@@ -105,7 +105,7 @@ class MeaningfulPerturbation(Attribution):
                 with torch.enable_grad():
                     up = self._upsample(m, (h, w), sigma / 2)
                     pert = _jitter(up * x + (1 - up) * x0, self.jitter)
-                    prob = forward(self.model, pert).softmax(1).gather(1, t[:, None]).squeeze(1)
+                    prob = forward(self.net, pert).softmax(1).gather(1, t[:, None]).squeeze(1)
                     loss = self.l1 * (1 - m).abs().flatten(1).sum(1) + self.tv * total_variation(m, self.beta) + prob
                     opt.zero_grad()
                     loss.sum().backward()

@@ -54,7 +54,7 @@ class Occlusion(Attribution):
         p = masks.shape[0]
         drops = torch.empty(n, p, device=x.device)
         with torch.no_grad():
-            logits = forward(self.model, x)
+            logits = forward(self.net, x)
             t = resolve_target(target, logits)
             ref = logits.gather(1, t[:, None])
             flat_t = t.repeat_interleave(p)
@@ -62,7 +62,7 @@ class Occlusion(Attribution):
                 rows = torch.arange(start, min(start + self.batch_size, n * p), device=x.device)
                 ex, win = rows // p, rows % p
                 occluded = torch.where(masks[win][:, None], torch.as_tensor(self.baseline, dtype=x.dtype), x[ex])
-                score = forward(self.model, occluded).gather(1, flat_t[rows, None])
+                score = forward(self.net, occluded).gather(1, flat_t[rows, None])
                 drops.view(-1)[rows] = (ref[ex] - score).squeeze(1)
         m = masks.to(x.dtype).flatten(1)
         total = (drops @ m).view(n, 1, h, w)

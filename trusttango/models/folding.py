@@ -43,8 +43,9 @@ def _foldable_pairs(model: nn.Module) -> list[tuple[nn.Sequential, str, str]]:
 
 class FoldedBatchNorm:
     """``FoldedBatchNorm(model)()`` is an eval-mode network equal to ``model.eval()`` with its
-    conv -> BatchNorm pairs folded; ``model`` itself when nothing folds or hooks are registered
-    (a hook must see the layers it was put on).
+    conv -> BatchNorm pairs folded; ``model`` itself when nothing folds, when hooks are registered
+    (a hook must see the layers it was put on) or when ``model`` is in training mode (batch
+    statistics do not fold).
 
     The view shares every other parameter with ``model`` and refolds when a folded layer's
     parameters or statistics change (training steps, ``load_state_dict``), so one instance can
@@ -59,7 +60,7 @@ class FoldedBatchNorm:
         self._folds: list[tuple[nn.Module, nn.Module, nn.Module]] = []  # (conv, norm, folded conv)
 
     def __call__(self) -> nn.Module:
-        if _has_hooks(self.model):
+        if self.model.training or _has_hooks(self.model):
             return self.model
         tensors = tuple(id(t) for t in chain(self.model.parameters(), self.model.buffers()))
         if tensors != self._tensors:  # first call, or a parameter was replaced: rebuild

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.5, help="Dirichlet concentration (partition dirichlet)."),
         min_clients: int = typer.Option(1, help="Minimum clients per round."),
         target_accuracy: float = typer.Option(0.0, help="Stop once the test accuracy reaches this (0: never)."),
+        eval_every: int = typer.Option(1, help="Evaluate the global model every this many rounds (and the last)."),
         train_limit: int = typer.Option(0, help="Use only this many training examples (0: all)."),
         dp_noise: float = typer.Option(0.0, help="DP-FedAvg noise multiplier (0: off)."),
         dp_clip: float = typer.Option(1.0, help="DP-FedAvg clipping norm of client updates."),
@@ -44,6 +45,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size, lr=lr, algorithm=algorithm, partition=partition, alpha=alpha,
             min_clients=min_clients, train_limit=train_limit, dp_noise=dp_noise, dp_clip=dp_clip,
             local_dp_noise=local_dp_noise, local_dp_clip=local_dp_clip, target_accuracy=target_accuracy, seed=seed,
+            eval_every=eval_every,
         )  # fmt: skip
         if secagg:
             from trusttango.privacy.federated.secagg import final_accuracy, simulate_secagg

@@ -58,6 +58,7 @@ class FedConfig:
     local_dp_clip: float = 1.0  # per-example gradient norm bound of client DP-SGD
     timeout_s: float = 600.0  # per round: replies later than this are left out
     target_accuracy: float = 0.0  # stop as soon as the global test accuracy reaches it (0: run all rounds)
+    eval_every: int = 1  # evaluate the global model every this many rounds (and after the last)
     seed: int = 0
     depth: int = 2
     width: float = 0.5
@@ -66,6 +67,7 @@ class FedConfig:
         require(self.clients >= 1, f"clients: must be >= 1, got {self.clients}")
         require(0 < self.fraction <= 1, f"fraction: C must lie in (0, 1], got {self.fraction}")
         require(self.rounds >= 1, f"rounds: must be >= 1, got {self.rounds}")
+        require(self.eval_every >= 1, f"eval_every: must be >= 1, got {self.eval_every}")
         require(self.local_epochs >= 1, f"local_epochs: E must be >= 1, got {self.local_epochs}")
         require(self.batch_size >= 0, f"batch_size: B must be >= 0 (0: full local data), got {self.batch_size}")
         require(self.lr > 0, f"lr: must be > 0, got {self.lr}")

@@ -3,8 +3,9 @@
 Each round the strategy samples m = max(C*K, min_clients) connected nodes, sends them the
 global weights w_t, and sets w_{t+1} = sum_k (n_k / n) w_{t+1}^k over the replies (eq. in
 Algorithm 1). Nodes that fail or vanish mid-round are left out of the average. After each
-round the server evaluates w_{t+1} on its held-out test set and records accuracy, loss,
-bytes sent each way and wall time (:class:`FedHistory`, plotted by :func:`plot_history`).
+round (or every ``eval_every`` rounds) the server evaluates w_{t+1} on its held-out test set
+and records accuracy, loss, bytes sent each way and wall time since the previous record
+(:class:`FedHistory`, plotted by :func:`plot_history`).
 With ``dp_noise`` > 0 the strategy is wrapped in Flower's DP-FedAvg (server-side fixed
 clipping, McMahan et al. 2018) with uniform client weights, and (epsilon, delta) is reported.
 """
@@ -150,7 +151,9 @@ def run_server(grid: Grid, cfg: FedConfig) -> FedHistory:
     history = FedHistory(config=asdict(cfg))
     clock = {"t": time.perf_counter()}
 
-    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if server_round % cfg.eval_every and server_round != cfg.rounds:
+            return None  # the bytes and time of this round go into the next record
         acc, loss = evaluate_arrays(model, arrays, test)
         now = time.perf_counter()
         record = RoundRecord(server_round, acc, loss, metered.down, metered.up, metered.replies, now - clock["t"])
