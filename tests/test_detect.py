@@ -257,6 +257,14 @@ def test_cli_detect_fit_layer_option(tmp_path, digits_model):
     assert two.exit_code == 0, two.output
     document = json.loads((tmp_path / "two" / "detector.json").read_text())
     assert document["layer"] == ["backbone.2", "backbone.5"] and len(document["coef"]) == 2
+    mixed = CliRunner().invoke(
+        app, [*fit_args, "backbone.2", "--signal", "both", "--attack", "fgsm,deepfool", "--out", str(tmp_path / "mix")]
+    )
+    assert mixed.exit_code == 0, mixed.output
+    document = json.loads((tmp_path / "mix" / "detector.json").read_text())
+    assert document["signal"] == "both" and len(document["coef"]) == 2  # guided and activation entropy at one layer
+    n_fgsm = json.loads((tmp_path / "two" / "fit.json").read_text())["n_adversarial"]
+    assert json.loads((tmp_path / "mix" / "fit.json").read_text())["n_adversarial"] > n_fgsm  # both attacks' pairs
     cli = [sys.executable, "-m", "trusttango.cli", *fit_args, "backbone.99", "--out", str(tmp_path / "bad")]
     unknown = subprocess.run(cli, capture_output=True, text=True)
     assert unknown.returncode == 2 and "no module named 'backbone.99'" in unknown.stderr

@@ -69,7 +69,9 @@ def register(app: typer.Typer) -> None:
             ..., help="Dataset (built-in name, folder, .npz, IDX); its validation split is used."
         ),
         out: Path = typer.Option(Path("runs/detect"), help="Folder for detector.json, roc.png, entropy.png."),
-        attack: str = typer.Option("fgsm", help=f"Attack to fit on: {' | '.join(ATTACK_NAMES)}."),
+        attack: str = typer.Option(
+            "fgsm", help=f"Attack(s) to fit on, comma-separated (e.g. fgsm,deepfool): {' | '.join(ATTACK_NAMES)}."
+        ),
         eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
         n: int = typer.Option(500, help="Validation examples to attack."),
         window: str = typer.Option("3", help="Side of the entropy neighbourhood (odd); several: e.g. 3,5."),
@@ -86,11 +88,15 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
     ) -> None:
         """Fit the entropy detector's threshold on clean vs attacked validation data."""
+        import torch
+
         from trusttango.robust.detector import EntropyDetector, evaluate_detector, plot_roc
         from trusttango.robust.entropy import plot_entropy
 
         net, ds = _load(model, data, "val", n, seed)
-        clean, adv = _pairs(net, ds, attack, eps)
+        pairs = [_pairs(net, ds, name, eps) for name in _items(attack)]
+        require(len(pairs) > 0, "--attack: names no attack")
+        clean, adv = (torch.cat(part) for part in zip(*pairs, strict=True))
         names = _items(layer)
         chosen = None if layer == "input" else names if len(names) > 1 else layer
         try:
@@ -103,7 +109,7 @@ def register(app: typer.Typer) -> None:
         result = evaluate_detector(detector, clean, adv, attack)
         plot_roc({attack: (detector.score(clean), detector.score(adv))}, out / "roc.png", "fit (validation)")
         k = min(4, len(clean))
-        both = __import__("torch").cat([clean[:k], adv[:k]])
+        both = torch.cat([clean[:k], adv[:k]])
         plot_entropy(both, detector.responder(net, both), detector.entropy(both), out / "entropy.png",
                      [f"clean {i}" for i in range(k)] + [f"{attack} {i}" for i in range(k)])  # fmt: skip
         (out / "fit.json").write_text(json.dumps(result.to_dict(), indent=2))
