@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from trusttango.cli import app
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
-from trusttango.privacy.dp import DPSGD, make_dp_compatible
+from trusttango.privacy.dp import DPSGD, GRAD_SAMPLE_MODES, make_dp_compatible
 from trusttango.train import Hook, TrainConfig, fit
 
 
@@ -212,3 +212,20 @@ def test_cli_train_dp_records_guarantee(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "epsilon" in bad.stderr
+
+
+def test_every_grad_sample_mode_takes_the_same_private_steps(digits):
+    """Opacus' per-sample gradient engines (hooks, functorch, expanded weights, ghost clipping)
+    compute the same clipped sums, so with one seed they give the same model."""
+    trained = {}
+    for mode in GRAD_SAMPLE_MODES:
+        model = _model(digits, norm="group")
+        hook = DPSGD(noise_multiplier=1.0, grad_sample_mode=mode)
+        cfg = TrainConfig(epochs=1, batch_size=128, lr=0.5, optimizer="sgd", schedule="constant", progress=False)
+        fit(model, digits.train, None, cfg, [hook])
+        hook.release()
+        trained[mode] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    start = torch.cat([p.detach().flatten() for p in _model(digits, norm="group").parameters()])
+    for mode, params in trained.items():
+        assert not torch.allclose(params, start), mode  # it trained
+        torch.testing.assert_close(params, trained["hooks"], atol=1e-4, rtol=1e-3, msg=mode)

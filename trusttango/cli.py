@@ -75,7 +75,7 @@ def train(
     noise_multiplier: float = typer.Option(0.0, help="DP noise multiplier sigma (instead of --epsilon)."),
     accountant: str = typer.Option("rdp", help="DP accountant: rdp | prv | gdp"),
     max_physical_batch_size: int = typer.Option(
-        0, min=0, help="DP virtual batches: at most N examples per pass, same lots and accounting (0: off)."
+        256, min=0, help="DP virtual batches: at most N examples per pass, same lots and accounting (0: off)."
     ),
     defence: str = typer.Option("none", help="Robustness defence: none | adversarial | lipschitz"),
     defence_eps: float = typer.Option(0.1, help="Adversarial training L-inf budget (--defence adversarial)."),

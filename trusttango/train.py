@@ -253,11 +253,11 @@ def _run_epoch(
         x, y = x.to(state.device, non_blocking=True), y.to(state.device, non_blocking=True)
         for hook in hooks:
             x, y = hook.batch(state, x, y)
+        state.optimizer.zero_grad(set_to_none=True)  # before the forward: Opacus' "ew" mode checks it there
         logits = state.model(x)
         loss = state.criterion(logits, y)
         for hook in hooks:
             loss = hook.loss(state, x, y, logits, loss)
-        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         if state.step < getattr(scheduler, "total_steps", math.inf):  # OneCycle refuses extra steps
