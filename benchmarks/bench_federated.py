@@ -8,7 +8,9 @@ K = 100, C = 0.1 (McMahan et al. 2017, Table 2); (d) CKKS private inference vs p
 ``BENCH_PARTITIONS=iid`` runs the rounds comparison on one partition only.
 FedAvg stops at the target; FedSGD then runs 10x as many rounds (the goal ratio), so if it
 does not reach the target the ratio is reported as a lower bound. ``TRUSTTANGO_FULL=1`` caps
-FedAvg at 100 rounds instead of 30 and times 5 rounds instead of 3.
+FedAvg at 100 rounds instead of 30 and times 5 rounds instead of 3; ``BENCH_AVG_CAP`` and
+``BENCH_SGD_CAP`` set the two round caps directly (shards need far more FedAvg rounds than IID),
+``BENCH_AVG_EVAL_EVERY`` how often FedAvg is evaluated (default every round).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from trusttango.privacy.he import HENet, evaluate_encrypted  # noqa: E402
 from trusttango.train import TrainConfig, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-TARGET, AVG_CAP, TIMED_ROUNDS = 0.85, (100 if FULL else 30), (5 if FULL else 3)
+TARGET, TIMED_ROUNDS = 0.85, (5 if FULL else 3)
+AVG_CAP = int(os.environ.get("BENCH_AVG_CAP", 100 if FULL else 30))
+SGD_CAP = int(os.environ["BENCH_SGD_CAP"]) if "BENCH_SGD_CAP" in os.environ else None  # default: 10x FedAvg's
+AVG_EVAL_EVERY = int(os.environ.get("BENCH_AVG_EVAL_EVERY", 1))
 LOWER = 0.5  # a second, lower target: on shards FedAvg does not reach 85 % within its cap
 SGD_EVAL_EVERY = 5  # FedSGD evaluates every 5 rounds (its rounds are cheap; the 10k-image evaluation is not)
 CONTENTION = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start"
@@ -82,10 +87,10 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
     common = dict(data="fashion-mnist", clients=100, fraction=0.1, partition=partition, target_accuracy=TARGET)
     start = time.perf_counter()
     avg_cfg = FedConfig(workdir=str(folder / f"{partition}-avg"), rounds=AVG_CAP, local_epochs=5, batch_size=10,
-                        lr=0.1, **common)  # fmt: skip
+                        lr=0.1, eval_every=AVG_EVAL_EVERY, **common)  # fmt: skip
     avg = simulate_retrying(avg_cfg)
     avg_s, n_avg = time.perf_counter() - start, avg.rounds_to(TARGET)
-    sgd_cap = 10 * (n_avg or AVG_CAP)
+    sgd_cap = SGD_CAP or 10 * (n_avg or AVG_CAP)
     start = time.perf_counter()
     sgd_cfg = FedConfig(workdir=str(folder / f"{partition}-sgd"), rounds=sgd_cap, algorithm="fedsgd", lr=0.5,
                         eval_every=SGD_EVAL_EVERY, **common)  # fmt: skip
@@ -165,7 +170,8 @@ def main(parts: list[str]) -> None:
                         "s/round",
                     ],  # fmt: skip
                     rounds_rows(Path(tmp), partition),
-                    f"Flower 1.41 simulation engine; FedAvg stops at the target, FedSGD runs 10x FedAvg's rounds and "
+                    f"Flower 1.41 simulation engine; FedAvg stops at the target (evaluated every {AVG_EVAL_EVERY} "
+                    f"round(s)), FedSGD runs {'up to ' + str(SGD_CAP) if SGD_CAP else '10x FedAvg'}'s rounds and "
                     f"is evaluated every {SGD_EVAL_EVERY} rounds (its rounds-to figures are multiples of that). "
                     f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
                 )

@@ -247,6 +247,7 @@ def test_warm_start_enqueues_best_of_similar_study(digits, tmp_path):
     waiting = [t for t in second.trials if t.state == optuna.trial.TrialState.WAITING]
     assert waiting[0].system_attrs["fixed_params"] == best.params  # experience first
     assert len(waiting) == 1 + (best.params != space.default)  # then the default point (once)
+    assert second.user_attrs["warm_start_from"] == ["a"]  # recorded: which experience seeded it
     features = meta_features(digits.train)
     assert features["modality"] == "image" and features["balance"] > 0.99
 

@@ -303,7 +303,7 @@ class AnytimeSearch:
 
             study.set_user_attr("meta_features", meta_features(self.splits.train))
             if self.warm_start:  # experience first: the best configurations of the most similar studies
-                warm_start(study, storage, self.warm_start)
+                study.set_user_attr("warm_start_from", warm_start(study, storage, self.warm_start))
             study.enqueue_trial(self.space.default, skip_if_exists=True)
         return study
 
