@@ -83,6 +83,7 @@ def test_corrupt_and_mismatched_model_files(tmp_path, digits, digits_model):
 def _trained_bn_model(backbone: str = "small_cnn") -> torch.nn.Module:
     """A model whose BatchNorm statistics are not the identity (a few training-mode forwards)."""
     model = build_model(config_for((1, 28, 28), 10, backbone=backbone), seed=0).train()
+    torch.manual_seed(0)
     with torch.no_grad():
         for _ in range(3):
             model(torch.rand(16, 1, 28, 28) * 2)
@@ -100,7 +101,9 @@ def test_folded_batchnorm_is_the_same_function_with_fewer_norms(backbone):
     assert torch.allclose(out, out_view, atol=1e-4)
     g = torch.autograd.grad(out[:, 3].sum(), x)[0]
     g_view = torch.autograd.grad(out_view[:, 3].sum(), x)[0]
-    assert torch.allclose(g, g_view, atol=1e-5 * float(g.abs().max()) + 1e-7)
+    # relative to the whole map: float rounding (~1e-6 here) may flip a ReLU whose input is ~0 in a
+    # deep network, which moves single pixels; a wrong scale or shift in the fold moves the whole map
+    assert float((g - g_view).norm() / g.norm()) < 1e-4
 
 
 def test_folded_batchnorm_follows_training_and_shares_other_parameters():

@@ -30,7 +30,7 @@ from trusttango.robust import (
     robust_accuracy,
     robustness_curve,
 )
-from trusttango.train import TrainConfig, fit
+from trusttango.train import TrainConfig, accuracy, fit
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +128,20 @@ class _BatchMean(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).mean(0, keepdim=True)
+
+
+def test_a_wrapper_in_training_mode_leaves_the_wrapped_model_in_eval_mode(digits, digits_model, batch):
+    """A fresh wrapper is in training mode; attacking or scoring it (also when the attack refuses
+    it) must not switch the eval-mode model inside to training mode (dropout, batch statistics)."""
+    x, y = batch
+    for wrapper in (nn.Sequential(digits_model), _BatchMean(digits_model)):
+        assert wrapper.training
+        try:
+            PGD(wrapper, eps=0.1, steps=2)(x, y)
+        except InputError:  # _BatchMean returns (1, K): refused after its first forward pass
+            pass
+        accuracy(wrapper, digits.test)
+        assert wrapper.training and not any(m.training for m in digits_model.modules())
 
 
 def test_call_returns_what_run_reports(digits_model, batch):

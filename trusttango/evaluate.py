@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
+from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure
 
 
@@ -19,11 +20,9 @@ from trusttango.plotting import save_figure
 def predict_proba(model: nn.Module, x: torch.Tensor | LabelledDataset, batch_size: int = 512) -> torch.Tensor:
     """Softmax probabilities ``(N, K)`` on CPU for a tensor batch or a dataset (eval mode)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     batches = make_loader(x, batch_size) if isinstance(x, LabelledDataset) else [(b, None) for b in x.split(batch_size)]
-    out = [torch.softmax(model(b.to(device)), dim=1).cpu() for b, _ in batches]
-    model.train(was_training)
+    with eval_mode(model):
+        out = [torch.softmax(model(b.to(device)), dim=1).cpu() for b, _ in batches]
     return torch.cat(out) if out else torch.empty(0)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.errors import InputError, require
+from trusttango.modes import eval_mode
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -161,12 +162,10 @@ def accuracy(
 ) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode; restores the previous mode)."""
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     correct = 0
-    for x, y in make_loader(data, batch_size):
-        correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in make_loader(data, batch_size):
+            correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
     return correct / max(1, len(data))
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.errors import require
+from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure
 
 
@@ -61,8 +62,6 @@ def last_linear(model: nn.Module) -> nn.Linear:
 def penultimate_features(model: nn.Module, data: LabelledDataset | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Penultimate features ``(N, D)``: ``model.features(x)`` when it exists, else the input of the last Linear."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     batches = (
         make_loader(data, batch_size)
         if isinstance(data, LabelledDataset)
@@ -73,15 +72,15 @@ def penultimate_features(model: nn.Module, data: LabelledDataset | torch.Tensor,
     if not hasattr(model, "features"):
         handle = last_linear(model).register_forward_hook(lambda m, inp, out: captured.append(inp[0].flatten(1).cpu()))
     try:
-        for x, _ in batches:
-            if handle is None:
-                captured.append(model.features(x.to(device)).flatten(1).cpu())
-            else:
-                model(x.to(device))
+        with eval_mode(model):
+            for x, _ in batches:
+                if handle is None:
+                    captured.append(model.features(x.to(device)).flatten(1).cpu())
+                else:
+                    model(x.to(device))
     finally:
         if handle is not None:
             handle.remove()
-        model.train(was_training)
     return torch.cat(captured)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import require
+from trusttango.modes import eval_mode
 
 
 @dataclass
@@ -55,16 +56,14 @@ def attribute_inference(
     prior = np.bincount(truth, minlength=len(columns)) / len(truth) if prior is None else np.asarray(prior, float)
     require(len(prior) == len(columns), f"prior must have {len(columns)} entries, got {len(prior)}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     scores = []
-    for c in range(len(columns)):
-        x = data.x.clone()
-        x[:, columns] = 0
-        x[:, columns[c]] = 1
-        logp = model(x.to(device)).log_softmax(1).gather(1, data.y.view(-1, 1).to(device)).squeeze(1).cpu()
-        scores.append(logp.numpy() + np.log(max(prior[c], 1e-12)))
-    model.train(was_training)
+    with eval_mode(model):
+        for c in range(len(columns)):
+            x = data.x.clone()
+            x[:, columns] = 0
+            x[:, columns[c]] = 1
+            logp = model(x.to(device)).log_softmax(1).gather(1, data.y.view(-1, 1).to(device)).squeeze(1).cpu()
+            scores.append(logp.numpy() + np.log(max(prior[c], 1e-12)))
     predicted = np.stack(scores, 1).argmax(1)
     baseline = np.full(len(truth), int(prior.argmax()))
     return AttributeInference(float((predicted == truth).mean()), float((baseline == truth).mean()), predicted)

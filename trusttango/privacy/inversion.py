@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from trusttango.errors import require  # noqa: E402
+from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure
 
 
@@ -43,23 +44,21 @@ def mi_face(
 ) -> tuple[torch.Tensor, float, int]:
     """One MI-FACE reconstruction of class ``label``: (image, p_label, steps taken)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     x = torch.zeros(1, *input_shape, device=device, requires_grad=True)
     best, best_cost, stale, step = x.detach().clone(), float("inf"), 0, 0
-    for step in range(1, max_steps + 1):  # noqa: B007 (the count is returned)
-        cost = 1 - model(x).softmax(1)[0, label]
-        (grad,) = torch.autograd.grad(cost, x)
-        with torch.no_grad():
-            if cost.item() < best_cost:
-                best, best_cost, stale = x.detach().clone(), cost.item(), 0
-            else:
-                stale += 1
-            if best_cost <= 1 - target or stale >= patience:
-                break
-            x -= lr * grad / grad.abs().max().clamp_min(1e-12)  # scale-free step: p_label ~ 0 has tiny gradients
-            x.clamp_(0, 1)
-    model.train(was_training)
+    with eval_mode(model):
+        for step in range(1, max_steps + 1):  # noqa: B007 (the count is returned)
+            cost = 1 - model(x).softmax(1)[0, label]
+            (grad,) = torch.autograd.grad(cost, x)
+            with torch.no_grad():
+                if cost.item() < best_cost:
+                    best, best_cost, stale = x.detach().clone(), cost.item(), 0
+                else:
+                    stale += 1
+                if best_cost <= 1 - target or stale >= patience:
+                    break
+                x -= lr * grad / grad.abs().max().clamp_min(1e-12)  # scale-free step: p_label ~ 0 has tiny gradients
+                x.clamp_(0, 1)
     return best[0].cpu(), 1 - best_cost, step
 
 

@@ -30,6 +30,7 @@ from torch import nn  # noqa: E402
 
 from trusttango.data.base import LabelledDataset, make_loader  # noqa: E402
 from trusttango.errors import require  # noqa: E402
+from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure
 from trusttango.train import TrainConfig, fit  # noqa: E402
 
@@ -65,14 +66,12 @@ def _result(method: str, member_scores: np.ndarray, nonmember_scores: np.ndarray
 def _outputs(model: nn.Module, data: LabelledDataset, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probabilities and per-example cross-entropy losses of ``model`` on ``data``."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     probs, losses = [], []
-    for x, y in make_loader(data, batch_size):
-        logits = model(x.to(device))
-        probs.append(logits.softmax(1).cpu())
-        losses.append(F.cross_entropy(logits, y.to(device), reduction="none").cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in make_loader(data, batch_size):
+            logits = model(x.to(device))
+            probs.append(logits.softmax(1).cpu())
+            losses.append(F.cross_entropy(logits, y.to(device), reduction="none").cpu())
     return torch.cat(probs), torch.cat(losses)
 
 

@@ -20,8 +20,6 @@ minimum-norm L2 attack used for ARA.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +28,7 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.models.folding import FoldedBatchNorm
+from trusttango.modes import eval_mode
 
 NORMS = ("linf", "l2")
 
@@ -74,17 +73,6 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Attack the deterministic (eval) model; restore its mode and freeze nothing else."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 class Attack:
     """Base class: input checks, the eval-mode context and the result bookkeeping.
 
@@ -124,7 +112,7 @@ class Attack:
     def run(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels or targets ``y``); ``labels`` are the true classes for a targeted attack."""
         x, y, x_adv = self._attack(x, y, labels)
-        with _eval_mode(self.model), torch.no_grad():
+        with eval_mode(self.model), torch.no_grad():
             pred = self.model(x_adv).argmax(1)
         delta = (x_adv - x).flatten(1)
         success = pred == y if self.targeted else pred != y
@@ -137,7 +125,7 @@ class Attack:
         """``(x, y, x_adv)`` on the model's device, after validating the inputs."""
         device = next(self.model.parameters()).device
         x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             self._net = self._folded() if self.fold_batchnorm else self.model
             self._check(x, y, labels)
             return x, y, self._perturb(x, y).detach()

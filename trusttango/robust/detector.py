@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from trusttango.errors import InputError, require
+from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure
 from trusttango.robust.entropy import local_entropy
 
@@ -442,15 +443,13 @@ class KernelDensityDetector(Detector):
     def _uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
         out = []
-        try:
+        with eval_mode(self.model):  # MC dropout: dropout on, everything else (BatchNorm) in eval mode
             for m in dropouts:
                 m.train()
             for b in _batches(x, self.batch_size):
                 b = b.to(model_device(self.model))
                 probs = torch.stack([torch.softmax(self.model(b), 1) for _ in range(self.mc_samples)])
                 out.append((probs.square().sum(2).mean(0) - probs.mean(0).square().sum(1)).cpu())
-        finally:
-            self.model.eval()
         return torch.cat(out)
 
     def statistics(self, x: torch.Tensor) -> np.ndarray:
