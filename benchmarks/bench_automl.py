@@ -5,7 +5,7 @@
   budget is spent, scored by the same anytime protocol.
 - ``warm``: warm-started vs cold search on a Fashion-MNIST subset, the experience being
   finished searches on mnist-5k and on another Fashion-MNIST sample in the same storage: ALC,
-  and the time each takes to reach the cold search's final NAUC.
+  and the budget each needs to reach the cold search's ALC at T.
 - ``audio``: a search over the spoken digits (fusions conv1d / conv3d / attention, augmentation
   policies) with the real recordings' accuracy; and the default audio model trained without
   and with augmentation policy ``speech``, scored on the real asterisk recordings.
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import append  # noqa: E402
 
-from trusttango.automl import SAMPLERS, AnytimeSearch, SearchResult, SearchSpace, space_for  # noqa: E402
+from trusttango.automl import SAMPLERS, AnytimeSearch, SearchResult, SearchSpace, alc, space_for  # noqa: E402
 from trusttango.automl.runner import stratified_subset  # noqa: E402
 from trusttango.data import Splits, load_builtin, spoken_digits_real  # noqa: E402
 from trusttango.models import build_model, config_for  # noqa: E402
@@ -91,15 +91,17 @@ def samplers() -> None:
     )
 
 
-def _time_to(result: SearchResult, target: float) -> float:
-    """Seconds until the first prediction with NAUC >= ``target`` (inf if never)."""
-    return next((t for t, s in zip(result.curve.times, result.curve.scores, strict=True) if s >= target), np.inf)
+def _time_to_alc(result: SearchResult, target: float, budget: float) -> float:
+    """The shortest budget t (1 s grid) under which the run's learning curve already scores
+    ALC(t) >= ``target`` (inf if never): "how soon it reaches a given ALC"."""
+    times, scores = result.curve.times, result.curve.scores
+    return next((t for t in np.arange(1.0, budget + 1.0) if alc(times, scores, budget=t) >= target), np.inf)
 
 
 def warm() -> None:
     """Experience: finished searches on mnist-5k and on another sample of Fashion-MNIST, in one storage.
-    Then cold vs warm-started TPE on a Fashion-MNIST subset, two seeds each: ALC, and the time each takes
-    to reach what the cold search reached by T (its final NAUC)."""
+    Then cold vs warm-started TPE on a Fashion-MNIST subset, two seeds each: ALC, and the budget each
+    needs to reach the ALC the cold search reached by T."""
     fmnist = load_builtin("fashion-mnist", 0)
     target = _subset(fmnist, 3500)
     experience = {"mnist-5k": load_builtin("mnist-5k", 0), "fashion-mnist-sample": _subset(fmnist, 3500, seed=7)}
@@ -116,24 +118,25 @@ def warm() -> None:
                                        seed=seed)  # fmt: skip
                 runs[label, seed] = search.run()
                 nearest[label, seed] = runs[label, seed].study.user_attrs.get("warm_start_from", [])
-    targets = {seed: runs["cold", seed].curve.scores[-1] for seed in (0, 1)}
+    targets = {seed: runs["cold", seed].curve.alc for seed in (0, 1)}
     rows = []
     for (label, seed), r in runs.items():
         acc = _test_accuracy(r, target.test)
-        rows.append([label, seed, r.curve.alc, targets[seed], _time_to(r, targets[seed]), acc, r.trials_run,
-                     ", ".join(nearest[label, seed]) or "-"])  # fmt: skip
+        rows.append([label, seed, r.curve.alc, targets[seed], _time_to_alc(r, targets[seed], BUDGET), acc,
+                     r.trials_run, ", ".join(nearest[label, seed]) or "-"])  # fmt: skip
     for label in ("cold", "warm"):
         alcs = [r.curve.alc for (lab, _), r in runs.items() if lab == label]
-        times = [_time_to(r, targets[s]) for (lab, s), r in runs.items() if lab == label]
+        times = [_time_to_alc(r, targets[s], BUDGET) for (lab, s), r in runs.items() if lab == label]
         rows.append([label, "mean", float(np.mean(alcs)), "", float(np.mean(times)), "", "", ""])
     append(
         f"AutoML: warm-started vs cold search (Fashion-MNIST 3.5k subset, T = {BUDGET:g} s)",
-        ["search", "seed", "ALC", "target NAUC", "s to target", "best test acc", "trials", "warm start from"],
+        ["search", "seed", "ALC at T", "target ALC", "s to target ALC", "best test acc", "trials", "warm start from"],
         rows,
         notes=f"Experience: one TPE search of {source_budget:g} s each on mnist-5k and on another 3.5k sample of "
         "Fashion-MNIST (seed 7), in the same SQLite storage; warm = the best configuration of the nearest study by "
-        "meta-features enqueued before the default. Target NAUC = the cold search's final NAUC for that seed (what "
-        f"cold reached by T); s to target = first prediction at or above it. TPE, backbones "
+        "meta-features enqueued before the default. Target ALC = the cold search's ALC at T for that seed; s to "
+        "target ALC = the shortest budget t under which the run's curve already has ALC(t) >= it (SPECS 1: ALC "
+        f"with T = t, predictions after t dropped). TPE, backbones "
         f"small_cnn/resnet18/mobilenet_v2, 1 thread. {CONTENDED}",
     )
 
