@@ -38,6 +38,7 @@ TARGET, TIMED_ROUNDS = 0.85, (5 if FULL else 3)
 AVG_CAP = int(os.environ.get("BENCH_AVG_CAP", 100 if FULL else 30))
 SGD_CAP = int(os.environ["BENCH_SGD_CAP"]) if "BENCH_SGD_CAP" in os.environ else None  # default: 10x FedAvg's
 AVG_EVAL_EVERY = int(os.environ.get("BENCH_AVG_EVAL_EVERY", 1))
+SGD_SPAN = f"up to {SGD_CAP}" if SGD_CAP else "10x FedAvg's"  # how many rounds FedSGD runs, for the notes
 LOWER = 0.5  # a second, lower target: on shards FedAvg does not reach 85 % within its cap
 SGD_EVAL_EVERY = 5  # FedSGD evaluates every 5 rounds (its rounds are cheap; the 10k-image evaluation is not)
 CONTENTION = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start"
@@ -171,7 +172,7 @@ def main(parts: list[str]) -> None:
                     ],  # fmt: skip
                     rounds_rows(Path(tmp), partition),
                     f"Flower 1.41 simulation engine; FedAvg stops at the target (evaluated every {AVG_EVAL_EVERY} "
-                    f"round(s)), FedSGD runs {'up to ' + str(SGD_CAP) if SGD_CAP else '10x FedAvg'}'s rounds and "
+                    f"round(s)), FedSGD runs {SGD_SPAN} rounds and "
                     f"is evaluated every {SGD_EVAL_EVERY} rounds (its rounds-to figures are multiples of that). "
                     f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
                 )
