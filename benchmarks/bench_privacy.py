@@ -62,8 +62,12 @@ class _StepClock(Hook):
     """Wall time from the first batch to the end of the epoch: the steps only, not the set-up
     (Opacus' make_private, the loader) that fit() also runs."""
 
+    def __init__(self) -> None:
+        self.first: float | None = None
+
     def batch(self, state, x, y):
-        self.first = getattr(self, "first", None) or time.perf_counter()
+        if self.first is None:
+            self.first = time.perf_counter()
         return x, y
 
     def epoch_end(self, state, record) -> None:

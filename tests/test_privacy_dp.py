@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from trusttango.cli import app
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
-from trusttango.privacy.dp import DPSGD, GRAD_SAMPLE_MODES, make_dp_compatible
+from trusttango.privacy.dp import DPSGD, GRAD_SAMPLE_MODES, PHYSICAL_BATCH, dp_hook_from_cli, make_dp_compatible
 from trusttango.train import Hook, TrainConfig, fit
 
 
@@ -212,6 +212,9 @@ def test_cli_train_dp_records_guarantee(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "epsilon" in bad.stderr
+    # --max-physical-batch-size: not given -> the library default; 0 -> each lot in one pass
+    assert dp_hook_from_cli(3.0, 0.0, 1.0, 0.0, "rdp").max_physical_batch_size == PHYSICAL_BATCH
+    assert dp_hook_from_cli(3.0, 0.0, 1.0, 0.0, "rdp", 0).max_physical_batch_size is None
 
 
 def test_every_grad_sample_mode_takes_the_same_private_steps(digits):

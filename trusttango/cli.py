@@ -74,8 +74,11 @@ def train(
     max_grad_norm: float = typer.Option(1.0, help="DP per-example clipping norm C."),
     noise_multiplier: float = typer.Option(0.0, help="DP noise multiplier sigma (instead of --epsilon)."),
     accountant: str = typer.Option("rdp", help="DP accountant: rdp | prv | gdp"),
-    max_physical_batch_size: int = typer.Option(
-        256, min=0, help="DP virtual batches: at most N examples per pass, same lots and accounting (0: off)."
+    max_physical_batch_size: int | None = typer.Option(
+        None,
+        min=0,
+        help="DP virtual batches: at most N examples per pass, same lots and accounting "
+        "(default 256; 0: each lot in one pass).",
     ),
     defence: str = typer.Option("none", help="Robustness defence: none | adversarial | lipschitz"),
     defence_eps: float = typer.Option(0.1, help="Adversarial training L-inf budget (--defence adversarial)."),

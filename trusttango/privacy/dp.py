@@ -7,12 +7,13 @@ divides by the expected lot size. The privacy loss is tracked by an RDP (Mironov
 PRV (Gopi et al. 2021) accountant, reported as ``(epsilon, delta)``.
 
 Virtual batches: each Poisson lot is cut into physical batches of at most
-``max_physical_batch_size`` examples (Opacus' ``BatchMemoryManager``; default 256); clipped
-gradients are summed over a lot's pieces and the noisy step is taken once per lot, so the lot,
-the noise and the accountant's steps are those of the unsplit run while memory is bounded.
+``max_physical_batch_size`` examples (Opacus' ``BatchMemoryManager``; default
+:data:`PHYSICAL_BATCH`); clipped gradients are summed over a lot's pieces and the noisy step is
+taken once per lot, so the lot, the noise and the accountant's steps are those of the unsplit
+run while memory is bounded.
 Materialising per-example gradients is memory-bound, so on CPU the split is also faster: the
-Tanh CNN's lots of 1024 cost 1.8x a non-private step in passes of 256 and 2.6x in one pass
-(``benchmarks/bench_privacy.py steps``). ``None`` runs each lot in one pass.
+Tanh CNN's lots of 1024 cost 1.97x a non-private step in passes of 256 and 2.90x in one pass
+(``benchmarks/bench_privacy.py steps``, 1 CPU thread). ``None`` runs each lot in one pass.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from trusttango.train import EpochRecord, Hook, TrainState
 
 ACCOUNTANTS = ("rdp", "prv", "gdp")
 GRAD_SAMPLE_MODES = ("hooks", "ghost", "functorch", "ew")
+PHYSICAL_BATCH = 256  # default rows per forward/backward pass (virtual batches); None: one pass per lot
 log = logging.getLogger(__name__)
 # Opacus' per-step noise: harmless with inputs that need no gradient, and an alpha-range hint.
 warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
@@ -81,7 +83,7 @@ class DPSGD(Hook):
         noise_multiplier: float | None = None,
         accountant: str = "rdp",
         grad_sample_mode: str = "hooks",
-        max_physical_batch_size: int | None = 256,
+        max_physical_batch_size: int | None = PHYSICAL_BATCH,
     ) -> None:
         require((epsilon is None) != (noise_multiplier is None), "dp: give exactly one of epsilon or noise_multiplier")
         require(epsilon is None or epsilon > 0, f"epsilon must be > 0, got {epsilon}")
@@ -185,9 +187,10 @@ def dp_hook_from_cli(
     max_grad_norm: float,
     noise_multiplier: float,
     accountant: str,
-    max_physical_batch_size: int = 256,
+    max_physical_batch_size: int | None = None,
 ) -> DPSGD:
-    """The :class:`DPSGD` hook for ``trusttango train --dp`` (0 means "not given")."""
+    """The :class:`DPSGD` hook for ``trusttango train --dp`` (0 means "not given"; for
+    ``max_physical_batch_size`` None means :data:`PHYSICAL_BATCH` and 0 one pass per lot)."""
     require(epsilon >= 0, f"--epsilon must be > 0, got {epsilon}")
     require(epsilon > 0 or noise_multiplier > 0, "--dp needs --epsilon > 0 or --noise-multiplier > 0")
     return DPSGD(
@@ -196,5 +199,5 @@ def dp_hook_from_cli(
         max_grad_norm=max_grad_norm,
         noise_multiplier=None if epsilon else noise_multiplier,
         accountant=accountant,
-        max_physical_batch_size=max_physical_batch_size or None,
+        max_physical_batch_size=PHYSICAL_BATCH if max_physical_batch_size is None else max_physical_batch_size or None,
     )
