@@ -1,4 +1,4 @@
-"""Entropy detection of adversarial inputs (SPECS 2) and the zoom-in classifier (SPECS 9).
+"""Entropy detection of adversarial inputs (Amirian et al. 2018) and the zoom-in classifier.
 
 1. Detection on Fashion-MNIST with the default small CNN: detectors fitted on FGSM, and on
    FGSM + DeepFool (validation split), tested on FGSM, PGD, MI-FGSM, C&W and DeepFool (test split):
@@ -26,18 +26,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import append  # noqa: E402
 
 from trusttango.data import Splits, load_builtin, stratified_indices  # noqa: E402
-from trusttango.evaluate import evaluate  # noqa: E402
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.models.zoom import place_on_canvas, train_zoom  # noqa: E402
-from trusttango.robust.detect_commands import ATTACK_NAMES, make_attack  # noqa: E402
-from trusttango.robust.detector import (  # noqa: E402
+from trusttango.detect import (  # noqa: E402
+    DETECTION_ATTACKS,
     EntropyDetector,
     FeatureSqueezingDetector,
     KernelDensityDetector,
     adversarial_pairs,
+    detection_attack,
     evaluate_detector,
 )
-from trusttango.robust.entropy import local_entropy, to_levels  # noqa: E402
+from trusttango.detect.local_entropy import local_entropy, to_levels  # noqa: E402
+from trusttango.detect.zoom import place_on_canvas, train_zoom  # noqa: E402
+from trusttango.evaluate import evaluate  # noqa: E402
+from trusttango.models import build_model, config_for  # noqa: E402
 from trusttango.train import TrainConfig, fit  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "300"))
@@ -88,8 +89,10 @@ def detection(splits: Splits) -> None:
     val, test = splits.val.subset(range(N)), splits.test.subset(range(N))
     ref = splits.train.subset(range(min(2000, len(splits.train))))
     seen_any = {a for seen in FIT_ATTACKS.values() for a in seen}
-    val_pairs = {a: adversarial_pairs(model, val.x, val.y, make_attack(a, model, EPS)) for a in sorted(seen_any)}
-    test_pairs = {a: adversarial_pairs(model, test.x, test.y, make_attack(a, model, EPS)) for a in ATTACK_NAMES}
+    val_pairs = {a: adversarial_pairs(model, val.x, val.y, detection_attack(a, model, EPS)) for a in sorted(seen_any)}
+    test_pairs = {
+        a: adversarial_pairs(model, test.x, test.y, detection_attack(a, model, EPS)) for a in DETECTION_ATTACKS
+    }
     for protocol, seen in FIT_ATTACKS.items():
         fit_clean, fit_adv = (torch.cat(part) for part in zip(*(val_pairs[a] for a in seen), strict=True))
         detectors = detectors_for(model, ref)
@@ -136,8 +139,8 @@ def ablation(model, val, test) -> None:
     """FGSM AUC of the mean-entropy detector per response layer, bins, window and attack strength eps."""
     rows = []
     for eps in (0.02, 0.05, 0.1, 0.2):
-        fit_pair = adversarial_pairs(model, val.x, val.y, make_attack("fgsm", model, eps))
-        test_pair = adversarial_pairs(model, test.x, test.y, make_attack("fgsm", model, eps))
+        fit_pair = adversarial_pairs(model, val.x, val.y, detection_attack("fgsm", model, eps))
+        test_pair = adversarial_pairs(model, test.x, test.y, detection_attack("fgsm", model, eps))
         for layer, window, bins in ((None, 3, 256), ("auto", 3, 32), ("auto", 3, 256), ("auto", 5, 256)):
             if eps != EPS and (window, bins) != (3, 256):
                 continue

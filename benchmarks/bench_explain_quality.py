@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import append  # noqa: E402
 
 from trusttango.data import load_builtin  # noqa: E402
+from trusttango.data.faces import face_dataset  # noqa: E402
 from trusttango.errors import InputError  # noqa: E402
 from trusttango.explain import METHODS, MeaningfulPerturbation, compare_methods  # noqa: E402
-from trusttango.explain.faces import face_classifier, face_dataset  # noqa: E402
+from trusttango.models.faces import face_classifier  # noqa: E402
 from trusttango.train import TrainConfig  # noqa: E402
 from trusttango.workflow import train_model  # noqa: E402
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import append  # noqa: E402
 
 from trusttango.data import load_builtin  # noqa: E402
-from trusttango.privacy.federated import FedConfig, simulate  # noqa: E402
-from trusttango.privacy.federated.deploy import deploy  # noqa: E402
-from trusttango.privacy.he import HENet, evaluate_encrypted  # noqa: E402
+from trusttango.federated import FedConfig, simulate  # noqa: E402
+from trusttango.federated.deploy import deploy  # noqa: E402
+from trusttango.privacy.crypto.he import HENet, evaluate_encrypted  # noqa: E402
 from trusttango.train import TrainConfig, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"

@@ -29,10 +29,13 @@ from _results import append  # noqa: E402
 from trusttango.data import load_builtin, stratified_indices  # noqa: E402
 from trusttango.data.tabular import adult_frame  # noqa: E402
 from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.privacy.anonymity import anonymize, linkage_attack  # noqa: E402
+from trusttango.privacy.audits import loss_threshold_attack  # noqa: E402
 from trusttango.privacy.dp import DPSGD  # noqa: E402
-from trusttango.privacy.hierarchy import adult_hierarchies  # noqa: E402
-from trusttango.privacy.membership import loss_threshold_attack  # noqa: E402
+from trusttango.privacy.release import (  # noqa: E402
+    adult_hierarchies,  # noqa: E402
+    anonymize,
+    linkage_attack,
+)
 from trusttango.train import Hook, TrainConfig, accuracy, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"

@@ -1,4 +1,4 @@
-"""Robustness benchmark on Fashion-MNIST (issue 5).
+"""Robustness benchmark on Fashion-MNIST.
 
 1. Attack throughput (examples/s) of our FGSM, PGD, C&W-L2 and DeepFool vs torchattacks on
    the same model and batch, as ratios (goal >= 1.0).
@@ -145,7 +145,7 @@ def main(parts: list[str]) -> None:
             "Robustness: ARA of standard / adversarial / Lipschitz models (Fashion-MNIST)",
             ["model", "test acc (10k)", "ARA", "median RMS delta*", "attack success", "ARA / standard"],
             ara_rows,
-            f"{N_TRAIN} training images (stratified subset), {EPOCHS} epochs, ARA (SPECS 6: RMS perturbation, "
+            f"{N_TRAIN} training images (stratified subset), {EPOCHS} epochs, ARA (Woods et al.: RMS perturbation, "
             f"DDN minimum-norm attack, 100 steps, exact integral above 1/K) on the first {N_ARA} official test images; "
             "the paper's CIFAR-10 pattern is 0.0012 -> 0.0099 -> 0.0147. One process (one thread) per model.",
         )

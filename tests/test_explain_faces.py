@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
+from trusttango.data.faces import face_dataset
 from trusttango.explain import GradCAM, to_heatmap
-from trusttango.explain.faces import face_classifier, face_dataset
 from trusttango.explain.metrics import deletion_insertion
+from trusttango.models.faces import face_classifier
 
 
 @pytest.fixture(scope="module")

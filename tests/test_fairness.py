@@ -33,7 +33,6 @@ from trusttango.fairness import (
     group_weights,
     inpaint,
     model_subgroups,
-    penultimate_features,
     plot_balance,
     region_mask,
     shift_test,
@@ -41,6 +40,7 @@ from trusttango.fairness import (
     tagged_data,
 )
 from trusttango.models import save_model
+from trusttango.torchutil import penultimate_features
 from trusttango.train import TrainConfig, fit
 from trusttango.workflow import train_model
 
@@ -229,7 +229,7 @@ def test_shift_test_separates_shifted_deployment(fmnist_small, fmnist_model):
 
 def test_penultimate_fallback_on_plain_module(digits):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
-    assert penultimate_features(net, digits.test).shape == (len(digits.test), 16)
+    assert penultimate_features(net, digits.test.x).shape == (len(digits.test), 16)
 
 
 def _cli(*args):
@@ -248,14 +248,23 @@ def test_cli_fairness_and_bad_input(adult_model, tmp_path):
     save_model(adult_model, tmp_path / "m")
     n_test = len(load_builtin("adult").test)
     pd.DataFrame({"g": ["a", "b"] * 5}).to_csv(tmp_path / "short.csv", index=False)
-    bad = _cli("fairness", str(tmp_path / "m"), "adult", "--groups", str(tmp_path / "short.csv"))
+    bad = _cli("fairness", str(tmp_path / "m"), "--data", "adult", "--groups", str(tmp_path / "short.csv"))
     assert bad.returncode == 2 and f"{n_test - 10} rows mismatch" in bad.stderr
     ok = _invoke(
-        "fairness", str(tmp_path / "m"), "adult", "--columns", "sex", "--n-boot", "20", "--out", str(tmp_path / "o")
+        "fairness",
+        str(tmp_path / "m"),
+        "--data",
+        "adult",
+        "--columns",
+        "sex",
+        "--n-boot",
+        "20",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "o" / "fairness.json").exists() and (tmp_path / "o" / "balance.png").exists()
-    missing = _invoke("fairness", str(tmp_path / "m"), "adult", "--columns", "gender")
+    missing = _invoke("fairness", str(tmp_path / "m"), "--data", "adult", "--columns", "gender")
     assert isinstance(missing.exception, InputError) and "gender" in str(missing.exception)
 
 
@@ -263,11 +272,11 @@ def test_cli_cleverhans_region_outside(tagged_model, tmp_path):
     from trusttango.models import SavedModel
 
     save_model(SavedModel(tagged_model, tagged_model.config, [str(i) for i in range(10)], {}), tmp_path / "m")
-    out = _cli("cleverhans", str(tmp_path / "m"), "fashion-mnist", "--region", "25,25,40,40")
+    out = _cli("cleverhans", str(tmp_path / "m"), "--data", "fashion-mnist", "--region", "25,25,40,40")
     assert out.returncode == 2 and "inside the 28x28" in out.stderr
-    wrong = _invoke("cleverhans", str(tmp_path / "m"), "digits", "--region", "0,0,4,4")
+    wrong = _invoke("cleverhans", str(tmp_path / "m"), "--data", "digits", "--region", "0,0,4,4")
     assert isinstance(wrong.exception, InputError)  # data shaped unlike the model's inputs
-    ok = _invoke("cleverhans", str(tmp_path / "m"), "fashion-mnist", "--region", "0,0,4,4", "--max-examples", "100",
-                 "--out", str(tmp_path / "c"))  # fmt: skip
+    ok = _invoke("cleverhans", str(tmp_path / "m"), "--data", "fashion-mnist", "--region", "0,0,4,4",
+                 "--max-examples", "100", "--out", str(tmp_path / "c"))  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "c" / "cleverhans.json").exists()

@@ -16,12 +16,13 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from trusttango.data.partition import label_matrix, partition, partition_indices, plot_label_distribution
 from trusttango.errors import InputError
-from trusttango.privacy.federated import FedConfig, simulate
-from trusttango.privacy.federated.client_app import local_update
-from trusttango.privacy.federated.config import build_global_model, load_partition, model_config
-from trusttango.privacy.federated.secagg import simulate_secagg
-from trusttango.privacy.federated.server_app import dp_epsilon
-from trusttango.privacy.secret_sharing import secure_average
+from trusttango.federated import FedConfig, simulate, strategies
+from trusttango.federated.client_app import local_update, secagg_update
+from trusttango.federated.config import build_global_model, load_partition, model_config
+from trusttango.federated.server_app import train_config
+from trusttango.federated.strategies import dp_epsilon, make_strategy, quantization_levels
+from trusttango.models import load_model
+from trusttango.privacy.crypto.secret_sharing import secure_average
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,23 +181,120 @@ def test_evaluation_every_k_rounds_keeps_the_totals(tmp_path):
         FedConfig(eval_every=0)
 
 
+def _secagg_sum(updates: list[list[np.ndarray]], sizes: list[int], workflow) -> list[np.ndarray]:
+    """What SecAgg+ computes from ``updates`` with Flower's own arithmetic: each client weights
+    its update by its quantised ratio n_k / W and quantises it (``secaggplus_mod``), the masks
+    cancel in the sum modulo M, and the server dequantises and divides by the summed ratios
+    (``SecAggPlusWorkflow``)."""
+    from flwr.common.secure_aggregation.ndarrays_arithmetic import factor_combine, factor_extract
+    from flwr.common.secure_aggregation.quantization import dequantize, quantize
+
+    q, c, m = workflow.quantization_range, workflow.clipping_range, workflow.modulus_range
+    total = None
+    for update, n in zip(updates, sizes, strict=True):
+        q_ratio = round(n / workflow.max_weight * q)
+        quantised = factor_combine(q_ratio, quantize([u * (q_ratio / q) for u in update], c, q))
+        quantised = [a.astype(np.int64) for a in quantised]
+        total = quantised if total is None else [(t + a) % m for t, a in zip(total, quantised, strict=True)]
+    q_total, summed = factor_extract(total)
+    return [(v - (len(updates) - 1) * c) * (q / q_total) for v in dequantize(summed, c, q)]
+
+
+def test_secagg_plus_mean_is_the_weighted_mean_on_very_unequal_partitions():
+    """n_k = 300, 1500, 12000: W is the largest partition and c bounds every coordinate, so the
+    unmasked SecAgg+ sum over the summed weights is np.average(updates, weights=n_k) up to one
+    quantisation step per client, m * 2c / (Q * sum_k n_k / W) (module :mod:`.strategies`)."""
+    sizes = [300, 1500, 12000]
+    cfg = FedConfig(clients=3, fraction=1.0, min_clients=3, secagg=True)
+    strategy = make_strategy(cfg, sizes)
+    rng = np.random.default_rng(0)
+    updates = [[rng.normal(0, 0.01, (40, 7)), rng.normal(0, 0.01, 7)] for _ in sizes]
+    strategy.clip = 2 * max(float(np.abs(a).max()) for u in updates for a in u)
+    workflow = strategy.workflow(len(sizes))
+    assert workflow.max_weight == 12000 and workflow.quantization_range == quantization_levels(3) == 2**30
+    np.random.seed(0)  # Flower's stochastic rounding draws from numpy's global generator
+    secure = _secagg_sum(updates, sizes, workflow)
+    bound = 3 * 2 * strategy.clip / (workflow.quantization_range * sum(sizes) / 12000)
+    for j, got in enumerate(secure):
+        expected = np.average(np.stack([u[j] for u in updates]), axis=0, weights=sizes)
+        assert np.abs(got - expected).max() <= bound
+        plain_mean = np.mean(np.stack([u[j] for u in updates]), axis=0)
+        assert np.abs(got - plain_mean).max() > 1000 * bound  # the weights matter at this scale
+    # with Flower's default W = 1000 < 12000 the largest client's weighted update leaves [-c, c]
+    workflow.max_weight = 1000.0
+    clipped = _secagg_sum(updates, sizes, workflow)
+    expected = np.average(np.stack([u[0] for u in updates]), axis=0, weights=sizes)
+    assert np.abs(clipped[0] - expected).max() > 100 * bound
+
+
+class _Grid:
+    """The node ids a strategy samples from (what ``configure_train`` asks of a grid)."""
+
+    def get_node_ids(self):
+        return [11, 12, 13]
+
+
+def test_secagg_clients_receive_the_local_dp_keys(digits):
+    """Under SecAgg+ the training instruction carries the whole server config, so clients train
+    with DP-SGD and report its mechanism (local DP is on, as in a plain round)."""
+    from flwr.common import FitIns, ndarrays_to_parameters
+    from flwr.compat.common.recorddict_compat import fitins_to_recorddict
+
+    cfg = FedConfig(clients=3, fraction=1.0, min_clients=3, secagg=True, local_dp_noise=1.0, local_dp_clip=0.5)
+    data = digits.train.subset(np.arange(100))
+    model_cfg = model_config(cfg, data)
+    model = build_global_model(model_cfg)
+    strategy = make_strategy(cfg, [100, 100, 100])
+    assert strategy.configure_train(1, ArrayRecord(model.state_dict()), train_config(cfg, model_cfg), _Grid()) == []
+    participants = strategy._pending[2]
+    parameters = ndarrays_to_parameters([v.numpy() for v in model.state_dict().values()])
+    (_, fitins), *_ = participants.configure_fit(1, parameters, None)
+    assert fitins.config["local-dp-noise"] == 1.0 and fitins.config["local-dp-clip"] == 0.5
+    content = fitins_to_recorddict(FitIns(parameters, fitins.config), keep_input=True)
+    reply = secagg_update(content, data, client_id=2, state=RecordDict())
+    metrics = dict(reply.config_records["fitres.metrics"])
+    assert metrics["client-id"] == 2 and metrics["dp-noise"] == 1.0 and metrics["dp-epsilon"] > 0
+
+
+def _final_state(folder: Path) -> dict[str, torch.Tensor]:
+    return load_model(folder / "model").model.state_dict()
+
+
 @pytest.mark.slow
-def test_secagg_plus_aggregate_equals_plain_fedavg(tmp_path):
-    """SecAgg+: the strategy only ever sees the unmasked sum, equal to plain n_k-weighted FedAvg
-    of the same client updates up to quantisation (and thread-order float) error."""
-    cfg = FedConfig(data="digits", workdir=str(tmp_path), clients=3, fraction=1.0, rounds=1, min_clients=3)
-    strategy = simulate_secagg(cfg)
-    assert strategy.distinct_updates == [1]
-    test = _digits_test(tmp_path)
-    model_cfg = model_config(cfg, test)
-    start = build_global_model(model_cfg, seed=0)
-    clients = [load_partition(str(tmp_path / f"client_{k}.npz")) for k in range(3)]
-    updates = [local_update(_content(model_cfg, start), c)["arrays"].to_torch_state_dict() for c in clients]
-    n = np.array([len(c) for c in clients], dtype=float) / sum(len(c) for c in clients)
-    for (name, w0), secure in zip(start.state_dict().items(), strategy.final, strict=True):
-        plain = sum(w * u[name] for w, u in zip(n, updates, strict=True)).numpy()
-        step = np.abs(plain - w0.numpy()).max()
-        assert np.abs(secure - plain).max() < max(0.01, 0.1 * step)
+def test_secagg_plus_aggregate_equals_plain_fedavg(tmp_path, monkeypatch):
+    """SecAgg+ through the one server app: the strategy only ever sees the unmasked sum (one
+    distinct aggregate per protocol run), and the final global model equals that of plain
+    n_k-weighted FedAvg over the same clients and seed up to quantisation error."""
+    distinct: list[int] = []
+    run_protocol = strategies.secagg_round
+
+    def recording(*args, **kwargs):
+        results = run_protocol(*args, **kwargs)
+        distinct.append(len({b"".join(fit.parameters.tensors) for fit in results}))
+        return results
+
+    monkeypatch.setattr(strategies, "secagg_round", recording)
+    base = dict(data="digits", clients=3, fraction=1.0, rounds=1, min_clients=3)
+    plain = simulate(FedConfig(workdir=str(tmp_path / "plain"), **base))
+    secure = simulate(FedConfig(workdir=str(tmp_path / "secagg"), secagg=True, **base))
+    assert distinct and set(distinct) == {1}
+    assert [r.round for r in secure.rounds] == [0, 1] and secure.rounds[1].clients == 3
+    assert secure.config["secagg"] and not plain.config["secagg"]
+    start = build_global_model(model_config(FedConfig(**base), _digits_test(tmp_path / "plain")), seed=0)
+    plain_state, secure_state = _final_state(tmp_path / "plain"), _final_state(tmp_path / "secagg")
+    for name, w0 in start.state_dict().items():
+        step = (plain_state[name] - w0).abs().max().item()
+        assert (secure_state[name] - plain_state[name]).abs().max().item() < max(1e-4, 0.01 * step)
+    assert secure.rounds[1].accuracy == pytest.approx(plain.rounds[1].accuracy, abs=0.01)
+
+
+@pytest.mark.slow
+def test_secagg_with_local_dp_reports_every_client_epsilon(tmp_path):
+    """SecAgg+ and client DP-SGD together: each client's epsilon reaches the history."""
+    cfg = FedConfig(data="digits", workdir=str(tmp_path), clients=3, fraction=1.0, rounds=1, min_clients=3,
+                    secagg=True, local_dp_noise=1.0)  # fmt: skip
+    history = simulate(cfg)
+    assert sorted(history.client_epsilon) == [0, 1, 2] and all(e > 0 for e in history.client_epsilon.values())
 
 
 def _digits_test(folder: Path):

@@ -16,11 +16,12 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from trusttango.privacy.federated import FedConfig, simulate
-from trusttango.privacy.federated.client_app import local_update
-from trusttango.privacy.federated.config import build_global_model, model_config, save_npz
-from trusttango.privacy.federated.deploy import LocalDeployment, free_port
-from trusttango.privacy.federated.server_app import composed_epsilon, dp_epsilon
+from trusttango.federated import FedConfig, simulate
+from trusttango.federated.client_app import local_update
+from trusttango.federated.config import build_global_model, model_config, save_npz
+from trusttango.federated.deploy import LocalDeployment, free_port
+from trusttango.federated.strategies import dp_epsilon
+from trusttango.privacy.dp.accountants import composed_epsilon
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trusttango.errors import InputError
-from trusttango.privacy.he import HENet, encrypt_image, encrypted_forward, evaluate_encrypted, make_context
+from trusttango.privacy.crypto.he import HENet, encrypt_image, encrypted_forward, evaluate_encrypted, make_context
 from trusttango.train import TrainConfig, accuracy, fit
 
 
@@ -31,7 +31,7 @@ def test_encrypted_inference_matches_plaintext(he_model, digits):
 
 def test_hidden_layout_and_scale_drift_matter(he_model, digits):
     """The two fixes of he.py's module doc, undone one at a time, each bring the error back."""
-    from trusttango.privacy import he
+    from trusttango.privacy.crypto import he
 
     with torch.no_grad():
         scale = float(he_model(digits.test.x[:2]).abs().max())

@@ -18,9 +18,8 @@ from typer.testing import CliRunner
 from trusttango.cli import app
 from trusttango.data.tabular import adult_frame
 from trusttango.errors import InputError
-from trusttango.privacy import randomized_response as rr
-from trusttango.privacy.anonymity import anonymize, lecture_table, linkage_attack
-from trusttango.privacy.hierarchy import ANY, Hierarchy, adult_hierarchies
+from trusttango.privacy.dp import randomized_response as rr
+from trusttango.privacy.release import ANY, Hierarchy, adult_hierarchies, anonymize, lecture_table, linkage_attack
 
 LECTURE_QI = ["gender", "year_of_birth"]
 ADULT_QI = ["age", "sex", "race", "marital_status", "education_num"]
@@ -147,7 +146,7 @@ def test_cli_anonymize(tmp_path):
     lecture_table().to_csv(src, index=False)
     before = src.read_bytes()
     out = tmp_path / "released.csv"
-    args = ["anonymize", str(src), "--k", "4", "--qi", "gender,year_of_birth", "--out", str(out)]
+    args = ["anonymize", "--data", str(src), "--k", "4", "--qi", "gender,year_of_birth", "--out", str(out)]
     run = CliRunner().invoke(app, [*args, "--sensitive", "test_result", "--identifiers", "name"])
     assert run.exit_code == 0, run.output
     assert "14/14 people re-identified" in run.output.replace("\n", " ")
@@ -158,7 +157,7 @@ def test_cli_anonymize(tmp_path):
     hier = tmp_path / "h.yaml"
     hier.write_text("gender: {F: person}\n")
     bad = subprocess.run(
-        [sys.executable, "-m", "trusttango.cli", *args[:4], "--qi", "gender,zip"], capture_output=True, text=True
+        [sys.executable, "-m", "trusttango.cli", *args[:5], "--qi", "gender,zip"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "zip" in bad.stderr  # InputError -> exit status 2 (cli.main)
     for extra, message in [
@@ -166,7 +165,7 @@ def test_cli_anonymize(tmp_path):
         (["--spec", str(spec)], "non-numeric"),
         (["--qi", "gender", "--hierarchies", str(hier)], "'M' is not in its hierarchy"),
     ]:
-        run = CliRunner().invoke(app, [*args[:4], *extra])
+        run = CliRunner().invoke(app, [*args[:5], *extra])
         assert isinstance(run.exception, InputError) and message in str(run.exception), (extra, run.output)
     assert src.read_bytes() == before
 
@@ -176,7 +175,7 @@ def test_cli_anonymize_adult_with_hierarchies(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("quasi_identifiers: [age, sex, marital_status, education]\nsensitive: [occupation]\n"
                     "hierarchies:\n  sex: {Female: person, Male: person}\n")  # fmt: skip
-    args = ["anonymize", "adult", "--k", "50", "--spec", str(spec), "--hierarchies", "adult", "--t", "0.2"]
+    args = ["anonymize", "--data", "adult", "--k", "50", "--spec", str(spec), "--hierarchies", "adult", "--t", "0.2"]
     run = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert run.exit_code == 0, run.output
     released = pd.read_csv(out)
@@ -209,7 +208,7 @@ def test_cli_randomized_response(adult, tmp_path):
     src, out = tmp_path / "survey.csv", tmp_path / "noisy.csv"
     adult.assign(rich=(adult["income"] == ">50K").astype(int)).to_csv(src, index=False)
     run = CliRunner().invoke(
-        app, ["randomized-response", str(src), "--column", "rich", "--epsilon", "2", "--out", str(out)]
+        app, ["randomized-response", "--data", str(src), "--column", "rich", "--epsilon", "2", "--out", str(out)]
     )
     assert run.exit_code == 0, run.output
     noisy = pd.read_csv(out)["rich"].to_numpy()

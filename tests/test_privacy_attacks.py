@@ -9,9 +9,14 @@ import torch
 
 from trusttango.data.tabular import CATEGORICAL, NUMERIC, adult_frame, adult_splits
 from trusttango.models import build_model, config_for
-from trusttango.privacy.attribute_inference import attribute_inference
-from trusttango.privacy.inversion import invert_classes, plot_inversion
-from trusttango.privacy.membership import loss_threshold_attack, plot_roc, shadow_attack
+from trusttango.privacy.audits import (
+    attribute_inference,
+    invert_classes,
+    loss_threshold_attack,
+    plot_inversion,
+    plot_roc,
+    shadow_attack,
+)
 from trusttango.train import TrainConfig, fit
 
 OVERFIT = TrainConfig(epochs=25, batch_size=32, lr=3e-3, weight_decay=0.0, schedule="constant", progress=False)

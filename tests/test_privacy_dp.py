@@ -18,9 +18,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from trusttango.cli import app
+from trusttango.cli.core import _dp_hook
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
-from trusttango.privacy.dp import DPSGD, GRAD_SAMPLE_MODES, PHYSICAL_BATCH, dp_hook_from_cli, make_dp_compatible
+from trusttango.privacy.dp import DPSGD, GRAD_SAMPLE_MODES, PHYSICAL_BATCH, make_dp_compatible
 from trusttango.train import Hook, TrainConfig, fit
 
 
@@ -213,22 +214,26 @@ def test_cli_train_dp_records_guarantee(tmp_path):
     )
     assert bad.returncode == 2 and "epsilon" in bad.stderr
     # --max-physical-batch-size: not given -> the library default; 0 -> each lot in one pass
-    assert dp_hook_from_cli(3.0, 0.0, 1.0, 0.0, "rdp").max_physical_batch_size == PHYSICAL_BATCH
-    assert dp_hook_from_cli(3.0, 0.0, 1.0, 0.0, "rdp", 0).max_physical_batch_size is None
+    assert _dp_hook(3.0, 0.0, 1.0, 0.0, "rdp", None).max_physical_batch_size == PHYSICAL_BATCH
+    assert _dp_hook(3.0, 0.0, 1.0, 0.0, "rdp", 0).max_physical_batch_size is None
 
 
 def test_every_grad_sample_mode_takes_the_same_private_steps(digits):
     """Opacus' per-sample gradient engines (hooks, functorch, expanded weights, ghost clipping)
-    compute the same clipped sums, so with one seed they give the same model."""
+    compute the same clipped sums, so with one seed they give the same model. Compared over
+    three lots (384 examples, lots of 128): equal to float rounding (~1e-7). Over a whole epoch
+    at lr 0.5 that rounding grows chaotically (to ~1e-3 of the update, machine-dependent), which
+    would hide nothing a wrong clip or noise scale shows at once."""
     trained = {}
+    data = digits.train.subset(list(range(384)))
     for mode in GRAD_SAMPLE_MODES:
         model = _model(digits, norm="group")
         hook = DPSGD(noise_multiplier=1.0, grad_sample_mode=mode)
         cfg = TrainConfig(epochs=1, batch_size=128, lr=0.5, optimizer="sgd", schedule="constant", progress=False)
-        fit(model, digits.train, None, cfg, [hook])
+        fit(model, data, None, cfg, [hook])
         hook.release()
         trained[mode] = torch.cat([p.detach().flatten() for p in model.parameters()])
     start = torch.cat([p.detach().flatten() for p in _model(digits, norm="group").parameters()])
     for mode, params in trained.items():
         assert not torch.allclose(params, start), mode  # it trained
-        torch.testing.assert_close(params, trained["hooks"], atol=1e-4, rtol=1e-3, msg=mode)
+        torch.testing.assert_close(params, trained["hooks"], atol=1e-5, rtol=1e-4, msg=mode)

@@ -92,7 +92,7 @@ def test_cli_config_file_and_errors(tmp_path, audited):
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown_knob" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "trusttango.cli", "audit", "--data", "digits", "--model", str(audited.parent / "model"),
+        [sys.executable, "-m", "trusttango.cli", "audit", str(audited.parent / "model"), "--data", "digits",
          "--out", str(audited)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -100,7 +100,7 @@ def test_cli_config_file_and_errors(tmp_path, audited):
 
 
 def test_audit_with_a_short_search(tmp_path):
-    """Without --model the audit runs the AutoDL search first and reports its ALC and learning curve."""
+    """Without a MODEL the audit runs the AutoDL search first and reports its ALC and learning curve."""
     cfg = AuditConfig(data="digits", out=tmp_path / "r", budget=40, n_explain=4, n_attack=40, n_membership=200)
     run_audit(cfg, progress=False)
     record = json.loads((tmp_path / "r" / "audit.json").read_text())
@@ -153,8 +153,8 @@ def test_same_seed_and_config_reproduce_the_figures(audited, tmp_path):
 def test_detection_stage_survives_an_attack_that_flips_nothing(tmp_path, monkeypatch, digits, digits_model):
     """An attack the model resists leaves no adversarial inputs: the stage says so instead of failing."""
     import trusttango.robust
+    from trusttango.detect import EntropyDetector, evaluate_detector
     from trusttango.report.audit import Context, detection
-    from trusttango.robust.detector import EntropyDetector, evaluate_detector
 
     class Resisted:  # stands in for PGD against a model it cannot fool: returns the inputs unchanged
         def __init__(self, model, **_):

@@ -1,5 +1,5 @@
 """Robustness pillar: attacks really flip predictions within their budget, ARA is the exact
-integral of SPECS section 6, our PGD agrees with torchattacks, and the defences help."""
+integral of Woods et al. 2019, our PGD agrees with torchattacks, and the defences help."""
 
 from __future__ import annotations
 
@@ -271,3 +271,23 @@ def test_lipschitz_regulariser_increases_ara(digits, digits_model, robust_eval):
     assert after.clean_accuracy > 0.85
     assert after.ara > before.ara, (before.ara, after.ara)
     assert hook.psi != 1.0  # psi adapted during training
+
+
+def test_attack_registry_and_make_attack(digits_model, batch):
+    """``ATTACKS`` names every attack; ``make_attack`` gives each the settings it takes: the budget
+    reaches the norm-bounded attacks only, ``steps`` every iterative one, never FGSM."""
+    from trusttango.robust import ATTACKS, attack_report, make_attack
+
+    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "minnorm"}
+    for name, cls in ATTACKS.items():
+        attack = make_attack(name, digits_model, eps=0.1, norm="linf", steps=3)
+        assert type(attack) is cls and attack.minimum_norm == (name in {"cw", "deepfool", "minnorm"})
+        assert hasattr(attack, "eps") != attack.minimum_norm  # a minimum-norm attack has no budget
+        assert attack.steps == (1 if name == "fgsm" else 3)
+    with pytest.raises(InputError, match="attack: expected one of"):
+        make_attack("nope", digits_model)
+    x, y = batch
+    report = attack_report(make_attack("fgsm", digits_model, eps=0.2), x, y)
+    assert report.clean_accuracy == 1.0 and report.robust_accuracy == 1 - report.success_rate
+    assert report.n == len(x) and report.mean_linf == pytest.approx(0.2, abs=1e-5)
+    assert report.result.success[report.successful_first()].int().diff().le(0).all()

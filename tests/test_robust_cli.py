@@ -29,7 +29,18 @@ def defended_model(tmp_path_factory) -> Path:
 
 def test_attack_and_robustness_commands(defended_model, tmp_path):
     proc = _run(
-        "attack", str(defended_model), "digits", "--attack", "pgd", "--eps", "0.2", "--n", "60", "--out", str(tmp_path)
+        "attack",
+        str(defended_model),
+        "--data",
+        "digits",
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.2",
+        "--n",
+        "60",
+        "--out",
+        str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "attack.json").read_text())
@@ -37,7 +48,7 @@ def test_attack_and_robustness_commands(defended_model, tmp_path):
     assert (tmp_path / "examples.png").stat().st_size > 5000
     out = tmp_path / "rob"
     args = ("--n", "24", "--steps", "3", "--ara-steps", "20", "--linf", "0,0.1,0.3", "--l2", "0,1,3", "--out", str(out))
-    proc = _run("robustness", str(defended_model), "digits", *args)
+    proc = _run("robustness", str(defended_model), "--data", "digits", *args)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((out / "robustness.json").read_text())
     assert doc["ara"]["ara"] > 0 and len(doc["curves"]) == 2
@@ -53,7 +64,7 @@ def test_attack_and_robustness_commands(defended_model, tmp_path):
     ],
 )
 def test_bad_input_exits_2(defended_model, tmp_path, args, message):
-    proc = _run("attack", str(defended_model), "digits", "--n", "8", "--out", str(tmp_path), *args)
+    proc = _run("attack", str(defended_model), "--data", "digits", "--n", "8", "--out", str(tmp_path), *args)
     assert proc.returncode == 2 and message in proc.stderr
 
 

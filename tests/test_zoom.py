@@ -1,4 +1,4 @@
-"""Zoom-in classifier (SPECS 9): attention boxes, crops, and the staged training on a real task."""
+"""Zoom-in classifier (Amirian et al. 2018, Fig. 3): attention boxes, crops, and the staged training on a real task."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from trusttango.data import Splits
+from trusttango.detect.zoom import crop, largest_region_boxes, place_on_canvas, train_zoom
 from trusttango.errors import InputError
 from trusttango.evaluate import evaluate
-from trusttango.models.zoom import crop, largest_region_boxes, place_on_canvas, train_zoom
 from trusttango.train import TrainConfig
 
 
@@ -63,13 +63,17 @@ def test_cli_train_zoom_and_reload(tmp_path):
 
     from trusttango.cli import app
     from trusttango.data import load_builtin
-    from trusttango.models.zoom import load_zoom
+    from trusttango.detect.zoom import ZoomClassifier
+    from trusttango.models import load_model
 
     out = tmp_path / "zoom"
     args = ["train", "--data", "digits", "--zoom", "--zoom-canvas", "24", "--input-size", "8", "--depth", "2"]
     result = CliRunner().invoke(app, [*args, "--epochs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    zoom = load_zoom(out)
+    saved = load_model(out)  # the zoom-in model directory reads like any model directory
+    zoom = saved.model
+    assert isinstance(zoom, ZoomClassifier) and saved.class_names == [str(i) for i in range(10)]
+    assert tuple(saved.config.input_shape) == (1, 24, 24)
     x = place_on_canvas(load_builtin("digits", seed=0).test, 24, seed=2).x[:50]
     assert zoom(x).shape == (50, 10) and zoom.crops(x).shape == (50, 1, 8, 8)
     bad = CliRunner().invoke(app, [*args, "--defence", "lipschitz", "--out", str(tmp_path / "bad")])

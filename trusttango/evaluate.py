@@ -12,14 +12,14 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.modes import eval_mode
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
+from trusttango.torchutil import model_device
 
 
-@torch.no_grad()
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor | LabelledDataset, batch_size: int = 512) -> torch.Tensor:
     """Softmax probabilities ``(N, K)`` on CPU for a tensor batch or a dataset (eval mode)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     batches = make_loader(x, batch_size) if isinstance(x, LabelledDataset) else [(b, None) for b in x.split(batch_size)]
     with eval_mode(model):
         out = [torch.softmax(model(b.to(device)), dim=1).cpu() for b, _ in batches]
@@ -63,29 +63,17 @@ def evaluate(model: nn.Module, data: LabelledDataset, batch_size: int = 512) -> 
 
 def plot_confusion(evaluation: Evaluation, path: str | Path) -> Path:
     """Save the row-normalised confusion matrix as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cm = np.asarray(evaluation.confusion, dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     k = len(evaluation.class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    fig, ax = subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
     ax.set_xticklabels(evaluation.class_names, rotation=45, ha="right")
     ax.set_yticklabels(evaluation.class_names)
     for i in range(k):
         for j in range(k):
-            ax.text(
-                j,
-                i,
-                int(cm[i, j]),
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
+            colour = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color=colour)
     ax.set_title(f"accuracy {evaluation.accuracy:.3f}")
     return save_figure(fig, path, dpi=110)

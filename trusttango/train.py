@@ -21,6 +21,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.errors import InputError, require
 from trusttango.modes import eval_mode
+from trusttango.torchutil import model_device
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
@@ -161,7 +162,7 @@ def accuracy(
     model: nn.Module, data: LabelledDataset, batch_size: int = 512, device: torch.device | None = None
 ) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode; restores the previous mode)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     correct = 0
     with eval_mode(model):
         for x, y in make_loader(data, batch_size):

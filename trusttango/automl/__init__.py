@@ -1,31 +1,27 @@
-"""AutoDL: anytime search over the unified architecture under a wall-clock budget, scored by ALC."""
+"""AutoDL: anytime search over the unified architecture under a wall-clock budget, scored by ALC.
+
+The names below are exported lazily (PEP 562): ``import trusttango.automl`` loads neither
+Optuna nor SQLAlchemy until a search, sampler or storage is used. The ALC names are imported
+at once: the function ``alc`` shares its name with its module, which would otherwise shadow it
+as soon as any other submodule imports ``trusttango.automl.alc``.
+"""
+
+from __future__ import annotations
 
 from trusttango.automl.alc import LearningCurve, alc, nauc, time_transform
-from trusttango.automl.ensemble import compare, ensemble_proba
-from trusttango.automl.meta import meta_features, warm_start
-from trusttango.automl.runner import SAMPLERS, AnytimeSearch, SearchResult, Snapshot, fgsm_accuracy, make_sampler
-from trusttango.automl.space import SearchSpace, space_for, suggest, to_configs
-from trusttango.automl.storage import masked, open_storage
+from trusttango.lazy import lazy_exports
 
-__all__ = [
-    "SAMPLERS",
-    "AnytimeSearch",
-    "LearningCurve",
-    "SearchResult",
-    "SearchSpace",
-    "Snapshot",
-    "alc",
-    "compare",
-    "ensemble_proba",
-    "fgsm_accuracy",
-    "make_sampler",
-    "masked",
-    "meta_features",
-    "nauc",
-    "open_storage",
-    "space_for",
-    "suggest",
-    "time_transform",
-    "to_configs",
-    "warm_start",
-]
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["compare", "ensemble_proba"], "ensemble"),
+    **dict.fromkeys(["meta_features", "warm_start"], "meta"),
+    **dict.fromkeys(
+        ["SAMPLERS", "AnytimeSearch", "SearchResult", "Snapshot", "fgsm_accuracy", "make_sampler"], "runner"
+    ),
+    **dict.fromkeys(["SearchSpace", "space_for", "suggest", "to_configs"], "space"),
+    **dict.fromkeys(["masked", "open_storage"], "storage"),
+}
+
+__all__ = ["LearningCurve", "alc", "nauc", "time_transform", *sorted(_EXPORTS)]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,7 @@ solutions and post-challenge analyses of the ChaLearn AutoDL challenge 2019", TP
 
 Each prediction is scored by its NAUC (normalised area under the ROC curve, averaged over
 classes); the scores at the prediction times form a step curve over a log-transformed time
-axis, and its area is the ALC (area under the learning curve). See SPECS section 1.
+axis, and its area is the ALC (area under the learning curve).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
 from trusttango.errors import require
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
 
 T_DEFAULT, T0 = 1200.0, 60.0
 
@@ -102,14 +102,9 @@ class LearningCurve:
 
     def plot(self, path: str | Path, title: str = "") -> Path:
         """PNG of NAUC against transformed time (the shaded area is the ALC)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         x = np.concatenate([[0.0], time_transform(self.times, self.budget, self.t0), [1.0]])
         y = np.concatenate([[0.0], self.scores, self.scores[-1:] if self.scores else [0.0]])
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         ax.step(x, y, where="post", color="C0")
         ax.fill_between(x, y, step="post", alpha=0.3, color="C0")
         t0, budget = f"{self.t0:g}", f"{self.budget:g}"

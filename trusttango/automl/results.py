@@ -14,9 +14,10 @@ import optuna
 from trusttango.automl.ensemble import compare
 from trusttango.automl.runner import SearchResult, Snapshot
 from trusttango.data.base import Splits
+from trusttango.errors import require
 from trusttango.evaluate import evaluate
 from trusttango.models import SavedModel, save_model
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
 
 SEARCH_JSON = "search.json"
 
@@ -45,13 +46,8 @@ def pareto_front(result: SearchResult) -> list[dict]:
 
 def plot_pareto(result: SearchResult, front: list[dict], path: Path) -> Path:
     """PNG: every finished trial, the Pareto front highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = subplots(figsize=(5, 4))
     ax.scatter([t.values[0] for t in done], [t.values[1] for t in done], c="grey", label="trials")
     ax.plot([r["val_accuracy"] for r in front], [r["fgsm_accuracy"] for r in front], "o-", c="C3", label="Pareto front")
     ax.set(xlabel="validation accuracy", ylabel="accuracy under FGSM", title="accuracy vs robustness")
@@ -110,3 +106,25 @@ def write_results(
         plot_pareto(result, front, out / "pareto.png")
     (out / SEARCH_JSON).write_text(json.dumps(doc, indent=2, default=str))
     return doc
+
+
+def resume_settings(resume: bool, out: Path, given: dict) -> dict:
+    """The run's settings: the command line's, or on ``--resume`` those of ``OUT/search.json``
+    with this run's ``--budget`` (a storage URL given again overrides the recorded one, whose
+    password was masked). A run killed before writing ``search.json`` resumes from its
+    storage (``--storage`` or ``OUT/study.db``) with the command line's settings."""
+    if not resume:
+        return given
+    record = out / SEARCH_JSON
+    if not record.exists():  # the first run was killed before writing it: resume its storage with these settings
+        require(
+            bool(given["storage"]) or (out / "study.db").exists(),
+            f"--resume: neither {record} nor {out / 'study.db'} found; run once without --resume first",
+        )
+        return given
+    settings = json.loads(record.read_text())
+    settings = {k: settings[k] for k in given if k in settings} | {"budget_s": given["budget_s"]}
+    if given["storage"]:
+        settings["storage"] = given["storage"]
+    require("***" not in settings["storage"], "--resume: the recorded storage URL hides its password; give --storage")
+    return settings

@@ -1,4 +1,4 @@
-"""The anytime search runner (ChaLearn AutoDL 2019 protocol, SPECS section 1) on Optuna.
+"""The anytime search runner (ChaLearn AutoDL 2019 protocol) on Optuna.
 
 One wall-clock budget T covers the whole run: each trial trains with the remaining time as
 its ``TrainConfig.budget_s``, and no trial starts after T. The log time axis of the ALC

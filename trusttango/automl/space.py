@@ -1,6 +1,6 @@
 """The search space over the unified architecture and its training, with per-modality
 defaults derived from the data (AutoDL 2019 winners: input side from the median shape,
-capped at a 64x64 area; see SPECS section 1).
+capped at a 64x64 area).
 
 A point of the space is a flat dict of Optuna parameters; :func:`to_configs` turns it into
 ``(model options, TrainConfig options)``.

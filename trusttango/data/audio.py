@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
 import torch
@@ -64,6 +63,8 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, trim_db: float 
         raise InputError(f"{path}: unreadable audio file ({err})") from None
     require(len(data) > 0, f"{path}: audio file has zero length (no samples)")
     wave = data.mean(axis=1)
+    import librosa  # imported where used: loading it costs seconds
+
     if rate != sample_rate:
         wave = librosa.resample(wave, orig_sr=rate, target_sr=sample_rate)
     if trim_db is not None:

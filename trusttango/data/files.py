@@ -190,6 +190,17 @@ def load_image_folder(
     return LabelledDataset(images_to_tensor(pixels), y, list(files), "image", root.name)
 
 
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files among ``paths`` and, for each folder, the image files under it (sorted);
+    :class:`InputError` for a missing path or when no image is found."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        require(path.exists(), f"{path}: no such file or folder")
+        files += sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    require(len(files) > 0, f"no image files found in {', '.join(map(str, paths))}")
+    return files
+
+
 def load_images(paths: list[Path], shape: tuple[int, int, int]) -> torch.Tensor:
     """Image files -> a batch shaped ``(N, *shape)`` in [0, 1] (for prediction)."""
     channels, height, width = shape

@@ -20,7 +20,7 @@ import numpy as np
 
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import require
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
 
 SCHEMES: tuple[str, ...] = ("iid", "shards", "dirichlet", "unbalanced")
 
@@ -95,15 +95,12 @@ def label_matrix(clients: list[LabelledDataset]) -> np.ndarray:
 
 def plot_label_distribution(clients: list[LabelledDataset], path: str | Path, max_clients: int = 50) -> Path:
     """Stacked bar chart of the label counts of (up to ``max_clients``) clients, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
     counts = label_matrix(clients[:max_clients])
-    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(counts) + 2), 3.5))
+    fig, ax = subplots(figsize=(max(6, 0.18 * len(counts) + 2), 3.5))
     bottom = np.zeros(len(counts))
-    cmap = plt.get_cmap("tab10" if counts.shape[1] <= 10 else "tab20")
+    cmap = colormaps["tab10" if counts.shape[1] <= 10 else "tab20"]
     for c in range(counts.shape[1]):
         ax.bar(
             np.arange(len(counts)), counts[:, c], bottom=bottom, color=cmap(c % cmap.N), label=clients[0].class_names[c]

@@ -1,4 +1,4 @@
-"""Explanations: attribution maps, their quality metrics, concepts and the heatmap helper (SPECS 3-5).
+"""Explanations: attribution maps, their quality metrics, concepts and the heatmap helper.
 
 Every method: ``Method(model, **options).attribute(inputs, target=None) -> Tensor`` shaped
 like ``inputs`` (Grad-CAM: ``(N, 1, H, W)``), ``target`` None = predicted class.

@@ -1,4 +1,4 @@
-"""Backward rules through ReLU: DeconvNet and guided backpropagation (SPECS 3).
+"""Backward rules through ReLU: DeconvNet and guided backpropagation.
 
 The forward pass is unchanged; only the ReLU's backward rule is replaced:
 
@@ -99,7 +99,7 @@ class Deconvolution(Attribution):
 class GuidedBackprop(Attribution):
     """Guided backpropagation (Springenberg et al. 2015): ``R_in = 1[x > 0] max(R_out, 0)`` at each ReLU.
 
-    The feature response map of Amirian et al. 2018 (SPECS 2) for the predicted class.
+    The feature response map of Amirian et al. 2018 for the predicted class.
     """
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> torch.Tensor:

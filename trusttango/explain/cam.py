@@ -7,40 +7,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from trusttango.errors import InputError, require
-from trusttango.explain._base import Attribution, Target, class_score, forward, resolve_target
+from trusttango.explain._base import Attribution, Target, class_score, forward, forward_recording, resolve_target
 from trusttango.explain.backward_rules import rule_gradient
+from trusttango.torchutil import find_module, module_names
 
 
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the model's ``nn.Conv2d`` layers, in registration order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    return module_names(model, nn.Conv2d)
 
 
 def find_layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
-    """The layer named ``layer`` (or the module itself); ``None`` = the last ``nn.Conv2d``."""
-    if isinstance(layer, nn.Module):
-        return layer
+    """The layer named ``layer`` (or the module itself, if part of ``model``); ``None`` = the
+    last ``nn.Conv2d``. An unknown name is an :class:`InputError` listing the conv layers."""
     convs = conv_layers(model)
     if layer is None:
         require(
             bool(convs), "model: has no nn.Conv2d layer for Grad-CAM; pass layer= a module with (N, C, h, w) output"
         )
-        return model.get_submodule(convs[-1])
-    modules = dict(model.named_modules())
-    if layer not in modules:
-        raise InputError(f"layer: no module named {layer!r}; conv layers are: {', '.join(convs) or '(none)'}")
-    return modules[layer]
+        return find_module(model, convs[-1])
+    try:
+        return find_module(model, layer)
+    except InputError:
+        if isinstance(layer, nn.Module):
+            raise
+        raise InputError(f"layer: no module named {layer!r}; conv layers are: {', '.join(convs) or '(none)'}") from None
 
 
 def layer_gradcam(model: nn.Module, x: torch.Tensor, target: Target, layer: nn.Module) -> torch.Tensor:
     """``ReLU(sum_k alpha_k A^k)`` at ``layer`` with ``alpha_k = mean_ij d y_c / d A^k_ij``: ``(N, 1, h, w)``."""
-    acts: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda module, inp, out: acts.append(out))
-    try:
-        with torch.enable_grad():
-            logits = forward(model, x)
-    finally:
-        handle.remove()
+    with torch.enable_grad():
+        logits, acts = forward_recording(model, layer, x)
     require(len(acts) == 1, f"layer: expected it to run once per forward pass, it ran {len(acts)} times")
     a = acts[0]
     require(isinstance(a, torch.Tensor) and a.dim() == 4, "layer: Grad-CAM needs a layer with (N, C, h, w) output")

@@ -1,4 +1,4 @@
-"""Concepts inside the network: TCAV (Kim et al. 2018) and linear CKA (Kornblith et al. 2019). SPECS 5."""
+"""Concepts inside the network: TCAV (Kim et al. 2018) and linear CKA (Kornblith et al. 2019)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import ttest_ind
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.explain._base import check_inputs, forward, model_device, resolve_target
+from trusttango.explain._base import check_inputs, forward_recording, resolve_target
 from trusttango.explain.cam import find_layer
+from trusttango.torchutil import model_device
 
 
 def layer_activations(
@@ -23,13 +21,10 @@ def layer_activations(
     """Activations of ``layer`` for ``x``, flattened to ``(N, D)`` unless ``flatten=False`` (no grad, batched)."""
     module, x = find_layer(model, layer), check_inputs(x).to(model_device(model))
     out: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: out.append(o.detach().flatten(1) if flatten else o.detach()))
-    try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                forward(model, x[start : start + batch_size])
-    finally:
-        handle.remove()
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            _, acts = forward_recording(model, module, x[start : start + batch_size], detach=True)
+            out += [a.flatten(1) if flatten else a for a in acts]
     return torch.cat(out)
 
 
@@ -38,6 +33,9 @@ def concept_activation_vector(concept: torch.Tensor, random: torch.Tensor, seed:
 
     Trained on 67 % of the examples; returns ``(cav, held-out accuracy on the other 33 %)``.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
     feats = torch.cat([concept, random]).cpu().numpy()
     labels = np.r_[np.ones(len(concept)), np.zeros(len(random))]
     xtr, xte, ytr, yte = train_test_split(feats, labels, test_size=0.33, random_state=seed, stratify=labels)
@@ -49,13 +47,8 @@ def concept_activation_vector(concept: torch.Tensor, random: torch.Tensor, seed:
 def directional_derivatives(model: nn.Module, layer: str | nn.Module, x: torch.Tensor, target, cav: np.ndarray):
     """``S_{C,k}(x) = grad_{f_l(x)} h_k(f_l(x)) . v_C`` (Kim et al. eq. 1) for each input."""
     module, x = find_layer(model, layer), check_inputs(x).to(model_device(model))
-    acts: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: acts.append(o))
-    try:
-        with torch.enable_grad():
-            logits = forward(model, x)
-    finally:
-        handle.remove()
+    with torch.enable_grad():
+        logits, acts = forward_recording(model, module, x)
     t = resolve_target(target, logits)
     (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), acts[0])
     return grad.flatten(1) @ torch.as_tensor(cav, dtype=grad.dtype, device=grad.device)
@@ -71,6 +64,11 @@ class TCAVResult:
     p_value: float
     significant: bool
     cav_accuracy: float
+
+    @property
+    def null_score(self) -> float:
+        """Mean of the random-CAV null scores."""
+        return float(np.mean(self.null_scores))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +89,8 @@ def tcav(
     (set i vs set i+1); a two-sided t-test between the two lists of scores; significant at
     ``p <= alpha``.
     """
+    from scipy.stats import ttest_ind
+
     require(len(random_sets) >= 3, f"random_sets: expected at least 3 sets of random examples, got {len(random_sets)}")
     acts_c = layer_activations(model, layer, concept)
     acts_r = [layer_activations(model, layer, r) for r in random_sets]

@@ -1,16 +1,15 @@
-"""PNG figures: one row per method, panels ``input | heatmap | overlay`` (matplotlib, Agg)."""
+"""PNG figures: one row per method, panels ``input | heatmap | overlay``; CKA matrices; TCAV bars.
+
+Drawn on stand-alone figures (:func:`trusttango.plotting.subplots`): no pyplot, no backend change.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
 
 
 def _image(x: torch.Tensor):
@@ -21,7 +20,7 @@ def _image(x: torch.Tensor):
 def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
     """Write ``input | heatmap | overlay`` for one image ``(C, H, W)`` and each method's ``(H, W)`` map."""
     rows = len(heatmaps)
-    fig, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    fig, axes = subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     img = _image(x)
     cmap = "gray" if img.ndim == 2 else None
     for ax_row, (name, heat) in zip(axes, heatmaps.items(), strict=False):
@@ -42,7 +41,7 @@ def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path
 
 def save_matrix(matrix: torch.Tensor, rows: list[str], cols: list[str], path: Path, title: str = "linear CKA") -> None:
     """A labelled heatmap of a ``(len(rows), len(cols))`` matrix in [0, 1] (e.g. :func:`cka_matrix`)."""
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(cols), 1.0 + 0.5 * len(rows)))
+    fig, ax = subplots(figsize=(1.2 + 0.6 * len(cols), 1.0 + 0.5 * len(rows)))
     im = ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="magma")
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
@@ -58,7 +57,7 @@ def save_tcav_bars(results: dict, path: Path, title: str = "TCAV") -> None:
     """
     names = list(results)
     pos = range(len(names))
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.2))
+    fig, ax = subplots(figsize=(1.5 + 1.2 * len(names), 3.2))
     stats = lambda v: (float(torch.tensor(v).mean()), float(torch.tensor(v).std()) if len(v) > 1 else 0.0)  # noqa: E731
     concept = [stats(results[n].scores) for n in names]
     null = [stats(results[n].null_scores) for n in names]

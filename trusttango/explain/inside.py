@@ -1,4 +1,4 @@
-"""Looking inside: filter and activation grids, activation maximisation, inversion (SPECS 5).
+"""Looking inside: filter and activation grids, activation maximisation, inversion.
 
 Activation maximisation / DeepDream (Erhan et al. 2009; Simonyan et al. 2014 eq. 1;
 Mordvintsev et al. 2015): gradient ascent on the input of a unit, channel or class logit
@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.explain._base import check_inputs, forward, model_device
+from trusttango.explain._base import check_inputs, forward, forward_recording
 from trusttango.explain.cam import conv_layers, find_layer
-from trusttango.explain.figures import plt
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
+from trusttango.torchutil import model_device
 
 
 def _tv(x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def _grid(images: torch.Tensor, path: Path, title: str) -> None:
     k = len(images)
     cols = int(k**0.5 + 0.999)
     rows = (k + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img in zip(axes.flat, images, strict=False):
@@ -51,13 +51,8 @@ def filter_grid(model: nn.Module, path: Path, layer: str | None = None) -> torch
 def activation_grid(model: nn.Module, layer: str, x: torch.Tensor, path: Path) -> torch.Tensor:
     """Grid PNG of the channels of ``layer``'s ``(C, h, w)`` activation for one image ``x`` ``(1, C, H, W)``."""
     module, x = find_layer(model, layer), check_inputs(x, images=True).to(model_device(model))
-    out: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: out.append(o.detach()))
-    try:
-        with torch.no_grad():
-            forward(model, x[:1])
-    finally:
-        handle.remove()
+    with torch.no_grad():
+        _, out = forward_recording(model, module, x[:1], detach=True)
     require(out[0].dim() == 4, f"layer: {layer} does not output (N, C, h, w) maps")
     _grid(out[0][0], path, f"activations of {layer}")
     return out[0][0]
@@ -85,12 +80,7 @@ def _ascend(
 def _layer_output(model: nn.Module, layer: str | nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     if layer is None:
         return forward(model, x)
-    out: list[torch.Tensor] = []
-    handle = find_layer(model, layer).register_forward_hook(lambda m, i, o: out.append(o))
-    try:
-        forward(model, x)
-    finally:
-        handle.remove()
+    _, out = forward_recording(model, find_layer(model, layer), x)
     return out[0]
 
 

@@ -1,4 +1,4 @@
-"""Meaningful perturbation masks (Fong & Vedaldi 2017, eq. 3-4; SPECS 4)."""
+"""Meaningful perturbation masks (Fong & Vedaldi 2017, eq. 3-4)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class MeaningfulPerturbation(Attribution):
     Minimises ``l1 ||1 - m||_1 + tv TV_beta(m) + E_tau p_c(x_tau)`` with
     ``x = m * x + (1 - m) * x0`` (``x0``: blur / constant / noise), the mask ``m`` of side
     ``mask_size`` upsampled bilinearly and blurred, the perturbed image shifted by up to
-    ``jitter`` px each step. Defaults are the authors' (SPECS 4): 300 Adam steps, lr 0.1,
+    ``jitter`` px each step. Defaults are the authors' (Fong & Vedaldi 2017): 300 Adam steps, lr 0.1,
     ``l1 = 1e-4``, ``tv = 1e-2``, ``beta = 3``, jitter 4 px; mask side ``H/8`` (28 for 224) and
     blur sigma ``10 * H / 224``. Returns the deletion map ``1 - m`` repeated over channels.
     """

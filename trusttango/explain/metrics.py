@@ -10,13 +10,13 @@ import copy
 from collections.abc import Callable
 
 import torch
-from scipy.stats import spearmanr
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.explain._base import Attribution, check_inputs, forward, model_device, resolve_target
+from trusttango.explain._base import Attribution, check_inputs, forward, resolve_target
 from trusttango.explain.heatmap import to_heatmap
 from trusttango.explain.meaningful import gaussian_blur
+from trusttango.torchutil import model_device
 
 
 def _probs(model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -126,6 +126,8 @@ def randomisation_check(method: Callable[[nn.Module], Attribution], model: nn.Mo
     Between the heatmaps of ``model`` and of a randomised copy (same target). A method that
     passes the sanity check gives low correlation; near 1 means the map ignores the weights.
     """
+    from scipy.stats import spearmanr
+
     with torch.no_grad():
         t = resolve_target(target, forward(model, check_inputs(x).to(model_device(model))))
     a = to_heatmap(method(model).attribute(x, t), "sum_abs").flatten(1).cpu()

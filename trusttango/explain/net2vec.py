@@ -1,4 +1,4 @@
-"""Net2Vec (Fong & Vedaldi 2018): concept embeddings over the filters of a layer. SPECS 5.
+"""Net2Vec (Fong & Vedaldi 2018): concept embeddings over the filters of a layer.
 
 Each filter's response ``A_k(x)`` is upsampled to the input size and binarised at its top
 ``quantile`` (0.5 %, as in Network Dissection) over the training images. A concept is then
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score
 from torch import nn
 
 from trusttango.errors import require
@@ -163,6 +162,8 @@ def net2vec_classification(
     seed: int = 0,
 ) -> Net2VecResult:
     """Classification probe: concept presence ``(N,)`` (boolean) -> embedding + average precision."""
+    from sklearn.metrics import average_precision_score
+
     require(present.shape == (x.shape[0],), f"present: expected boolean (N,) = ({x.shape[0]},), got {present.shape}")
     present = present.bool().cpu()
     maps, train, val = _prepare(model, layer, x, quantile, val_fraction, seed)

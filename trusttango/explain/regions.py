@@ -13,20 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.explain._base import check_inputs, forward, model_device
+from trusttango.explain._base import check_inputs, forward
 from trusttango.explain.meaningful import gaussian_blur
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from trusttango.plotting import save_figure
+from trusttango.plotting import save_figure, subplots
+from trusttango.torchutil import model_device
 
 
 @dataclass
@@ -106,7 +102,7 @@ def region_ablation(
 
 def save_ablation_curves(result: RegionAblation, path: Path, title: str = "region ablation") -> None:
     """Two panels (accuracy, mean target logit) against the fraction of regions removed."""
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = subplots(1, 2, figsize=(8, 3.2))
     for ax, curve in zip(axes, ("accuracy", "logit"), strict=False):
         for order, style in (("attribution", "-o"), ("random", "--s")):
             label = f"{order} (AUC {result.auc(curve, order):.3f})"

@@ -1,6 +1,6 @@
 """Fairness and "Clever Hans": subgroup disparities, spurious-correlation checks, mitigations, dataset audit."""
 
-from trusttango.fairness.audit import ShiftResult, balance_table, penultimate_features, plot_balance, shift_test
+from trusttango.fairness.audit import ShiftResult, balance_table, plot_balance, shift_test
 from trusttango.fairness.cleverhans import (
     CleverHansReport,
     TaggedData,
@@ -32,7 +32,6 @@ __all__ = [
     "group_weights",
     "inpaint",
     "model_subgroups",
-    "penultimate_features",
     "plot_balance",
     "region_mask",
     "shift_test",

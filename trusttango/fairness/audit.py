@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from trusttango.data.base import LabelledDataset, make_loader
-from trusttango.errors import require
-from trusttango.modes import eval_mode
-from trusttango.plotting import save_figure
+from trusttango.data.base import LabelledDataset
+from trusttango.errors import InputError, require
+from trusttango.plotting import save_figure, subplots
+from trusttango.torchutil import penultimate_features
 
 
 def balance_table(data: LabelledDataset, columns: list[str] | None = None) -> dict[str, pd.DataFrame]:
@@ -39,49 +39,11 @@ def balance_table(data: LabelledDataset, columns: list[str] | None = None) -> di
 
 def plot_balance(tables: dict[str, pd.DataFrame], path: str | Path) -> Path:
     """One PNG with a bar chart per table of :func:`balance_table` (stacked by class for groups)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 3.5), squeeze=False)
+    fig, axes = subplots(1, len(tables), figsize=(4.5 * len(tables), 3.5), squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
         table.plot.bar(ax=ax, stacked=True, legend=name != "class")
         ax.set(title=f"{name} balance", ylabel="examples", xlabel="")
     return save_figure(fig, path, dpi=110)
-
-
-def last_linear(model: nn.Module) -> nn.Linear:
-    """The model's last :class:`torch.nn.Linear` (the classifier head of most networks)."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    require(bool(linears), "model: no nn.Linear layer to take penultimate features from")
-    return linears[-1]
-
-
-@torch.no_grad()
-def penultimate_features(model: nn.Module, data: LabelledDataset | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Penultimate features ``(N, D)``: ``model.features(x)`` when it exists, else the input of the last Linear."""
-    device = next(model.parameters()).device
-    batches = (
-        make_loader(data, batch_size)
-        if isinstance(data, LabelledDataset)
-        else [(b, None) for b in data.split(batch_size)]
-    )
-    captured: list[torch.Tensor] = []
-    handle = None
-    if not hasattr(model, "features"):
-        handle = last_linear(model).register_forward_hook(lambda m, inp, out: captured.append(inp[0].flatten(1).cpu()))
-    try:
-        with eval_mode(model):
-            for x, _ in batches:
-                if handle is None:
-                    captured.append(model.features(x.to(device)).flatten(1).cpu())
-                else:
-                    model(x.to(device))
-    finally:
-        if handle is not None:
-            handle.remove()
-    return torch.cat(captured)
 
 
 def mmd2(kernel: torch.Tensor, n: int) -> float:
@@ -158,3 +120,26 @@ def _predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     from trusttango.evaluate import predict_proba
 
     return predict_proba(model, x).argmax(1)
+
+
+def read_groups(path: Path, n_rows: int):
+    """Group table from a CSV file (header row = column names, one row per example of the split)."""
+    if not path.exists():
+        raise InputError(f"--groups: {path} does not exist")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"--groups: {path} is not a readable CSV file ({type(err).__name__})") from None
+    require(
+        len(frame) == n_rows,
+        f"--groups: {path} has {len(frame)} rows but the data split has {n_rows} "
+        f"({abs(len(frame) - n_rows)} rows mismatch)",
+    )
+    return frame
+
+
+def attach_groups(data: LabelledDataset, table: pd.DataFrame, columns: list[str] | None) -> LabelledDataset:
+    """A copy of ``data`` whose group attributes (``extra``) are the ``columns`` of ``table``."""
+    copy = data.subset(range(len(data)))
+    copy.extra = {c: table[c].to_numpy() for c in (columns or table.columns)}
+    return copy

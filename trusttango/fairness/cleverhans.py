@@ -22,6 +22,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
 from trusttango.evaluate import predict_proba
+from trusttango.torchutil import model_device
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
 
@@ -131,7 +132,7 @@ def clever_hans_check(
     )
     masks = masks[:n].bool()
     require(bool(masks.any((1, 2)).all()), "masks: every example needs a non-empty mask")
-    device = next(model.parameters()).device
+    device = model_device(model)
     shares, removed = [], []
     for start in range(0, n, batch_size):
         x = data.x[start : start + batch_size].to(device)

@@ -18,7 +18,6 @@ Interspeech 2019).
 
 from __future__ import annotations
 
-import librosa
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +36,8 @@ class LogMel(nn.Module):
     """Waveforms ``(N, L)`` -> log-mel spectrograms ``(N, n_mels, frames)``."""
 
     def __init__(self, sample_rate: int, n_mels: int) -> None:
+        import librosa  # imported where used: loading it costs seconds
+
         super().__init__()
         self.n_fft, self.win, self.hop = stft_sizes(sample_rate)
         bank = librosa.filters.mel(sr=sample_rate, n_fft=self.n_fft, n_mels=n_mels)

@@ -3,6 +3,11 @@
 ``config.json`` holds the :class:`~trusttango.models.unified.ModelConfig`, class names,
 the seed, library versions, metrics and any extra metadata (e.g. a DP guarantee).
 Loading never unpickles anything: weights come from safetensors, the rest is JSON.
+
+The ``format`` field of ``config.json`` says how to read the directory: :data:`FORMAT` is the
+unified model; other model kinds (e.g. the zoom-in classifier, which holds two models and a
+fusion head) register a loader for their format with :func:`register_format`, so
+:func:`load_model` and every command that uses it read them too.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +85,20 @@ def save_model(saved: SavedModel, directory: str | Path) -> Path:
     return directory
 
 
-def read_config(directory: str | Path) -> dict:
-    """The parsed ``config.json`` of a model directory."""
+Loader = Callable[[Path, "str | torch.device"], SavedModel]
+LOADERS: dict[str, Loader] = {}
+
+
+def register_format(name: str, loader: Loader) -> None:
+    """Let :func:`load_model` read directories whose ``config.json`` has ``"format": name``:
+    ``loader(directory, device)`` returns their :class:`SavedModel` (model in eval mode)."""
+    require(name != FORMAT, f"format {FORMAT!r} is the unified model's own")
+    LOADERS[name] = loader
+
+
+def read_config(directory: str | Path, formats: tuple[str, ...] | None = None) -> dict:
+    """The parsed ``config.json`` of a model directory; its ``format`` must be one of ``formats``
+    (default: :data:`FORMAT` and every registered one)."""
     path = Path(directory) / CONFIG
     require(Path(directory).is_dir(), f"{directory}: model directory not found")
     require(path.exists(), f"{path}: missing (not a trusttango model directory)")
@@ -88,13 +106,19 @@ def read_config(directory: str | Path) -> dict:
         document = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: corrupt JSON ({err})") from None
-    require(isinstance(document, dict) and document.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
+    formats = formats or (FORMAT, *LOADERS)
+    require(
+        isinstance(document, dict) and document.get("format") in formats, f"{path}: not a {' or '.join(formats)} file"
+    )
     return document
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
-    """Rebuild the model in ``directory`` and load its weights (eval mode)."""
+    """Rebuild the model in ``directory`` and load its weights (eval mode); a registered format
+    (:func:`register_format`) is read by its own loader."""
     document = read_config(directory)
+    if document["format"] != FORMAT:
+        return LOADERS[document["format"]](Path(directory), device)
     cfg = ModelConfig.from_dict(document["model"])
     model = build_model(cfg, seed=None)
     weights = Path(directory) / WEIGHTS

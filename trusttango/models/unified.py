@@ -192,3 +192,12 @@ def config_for(data_shape: tuple[int, ...], num_classes: int, **overrides: objec
     if "input_size" not in overrides:
         cfg.input_size = max(cfg.input_size, backbone_spec(cfg.backbone).min_size)
     return cfg
+
+
+def check_compatible(cfg: ModelConfig, data: object) -> None:
+    """Refuse ``data`` (anything with ``input_shape`` and ``num_classes``, e.g. a
+    :class:`~trusttango.data.base.LabelledDataset`) whose input shape or class count the
+    model of ``cfg`` was not built for, with an :class:`InputError` naming both."""
+    shape = tuple(data.input_shape)
+    require(shape == tuple(cfg.input_shape), f"model expects inputs shaped {tuple(cfg.input_shape)}, data has {shape}")
+    require(data.num_classes == cfg.num_classes, f"model has {cfg.num_classes} classes, data has {data.num_classes}")

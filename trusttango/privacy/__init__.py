@@ -1,39 +1,31 @@
-"""Privacy: DP-SGD training, privacy attacks that measure leakage, randomised response and
-k-anonymity for released tables (issue 7). Federated learning, HE and secret sharing live in
-sibling modules (issue 8)."""
+"""Privacy, one subpackage per concept:
 
-from trusttango.privacy.anonymity import Anonymized, Linkage, anonymize, lecture_table, linkage_attack
-from trusttango.privacy.attribute_inference import AttributeInference, attribute_inference
-from trusttango.privacy.dp import DPSGD, make_dp_compatible
-from trusttango.privacy.hierarchy import Hierarchy, adult_hierarchies, parse_hierarchies
-from trusttango.privacy.inversion import Inversion, invert_classes, mi_face, plot_inversion
-from trusttango.privacy.membership import MembershipResult, loss_threshold_attack, plot_roc, shadow_attack
-from trusttango.privacy.randomized_response import RateEstimate, epsilon_of, estimate, p_for_epsilon, randomize
+* :mod:`~trusttango.privacy.dp`: DP-SGD training (Abadi et al. 2016), accountants, randomised response;
+* :mod:`~trusttango.privacy.audits`: leakage audits (membership, attribute inference, model inversion);
+* :mod:`~trusttango.privacy.release`: data release (k-anonymity with Mondrian, hierarchies, linkage attack);
+* :mod:`~trusttango.privacy.crypto`: homomorphic encryption and secret sharing.
 
-__all__ = [
-    "DPSGD",
-    "Anonymized",
-    "AttributeInference",
-    "Hierarchy",
-    "Inversion",
-    "Linkage",
-    "MembershipResult",
-    "RateEstimate",
-    "adult_hierarchies",
-    "anonymize",
-    "attribute_inference",
-    "epsilon_of",
-    "estimate",
-    "invert_classes",
-    "lecture_table",
-    "linkage_attack",
-    "loss_threshold_attack",
-    "make_dp_compatible",
-    "mi_face",
-    "p_for_epsilon",
-    "parse_hierarchies",
-    "plot_inversion",
-    "plot_roc",
-    "randomize",
-    "shadow_attack",
-]
+Federated learning is :mod:`trusttango.federated`. The names below are exported lazily
+(PEP 562): ``import trusttango.privacy`` loads none of the subpackages, so neither Opacus nor
+TenSEAL nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+from trusttango.lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["DPSGD", "make_dp_compatible"], "dp"),
+    **dict.fromkeys(["RateEstimate", "epsilon_of", "estimate", "p_for_epsilon", "randomize"], "dp"),
+    **dict.fromkeys(["AttributeInference", "attribute_inference", "Inversion", "invert_classes"], "audits"),
+    **dict.fromkeys(["mi_face", "plot_inversion", "MembershipResult", "loss_threshold_attack"], "audits"),
+    **dict.fromkeys(["plot_roc", "shadow_attack"], "audits"),
+    **dict.fromkeys(["Anonymized", "Linkage", "anonymize", "lecture_table", "linkage_attack"], "release"),
+    **dict.fromkeys(["Hierarchy", "adult_hierarchies", "parse_hierarchies"], "release"),
+}
+_SUBPACKAGES = ("dp", "audits", "release", "crypto")
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBPACKAGES)

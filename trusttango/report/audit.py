@@ -1,12 +1,11 @@
 """``trusttango audit``: one command that gathers the evidence of every pillar into a report.
 
 Stages (each a function ``stage(ctx) -> Section``), in order: genesis (AutoDL search, or
-load ``--model``), evaluation, insight (attribution gallery + metric table), robustness
+load the given MODEL), evaluation, insight (attribution gallery + metric table), robustness
 (accuracy-vs-eps curves + ARA), detection (feature-response entropy detector ROC), privacy
 (membership inference; DP guarantee if the model has one), fairness (when the data carries
 group attributes). A section that does not apply says why. Budgets and sample sizes are in
-:class:`AuditConfig`; its defaults finish on a 2-core CPU in about 10 minutes for
-Fashion-MNIST.
+:class:`AuditConfig`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from trusttango.data import Splits, load_data
 from trusttango.errors import InputError, require
 from trusttango.models.io import SavedModel, load_model, save_model, versions
+from trusttango.models.unified import check_compatible
 from trusttango.report.html import Figure, Section, write_report
+from trusttango.torchutil import batched_forward
 
 
 @dataclass
@@ -99,9 +100,7 @@ class Context:
         """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
         test = self.splits.test
         with torch.no_grad():
-            keep = torch.cat(
-                [self.model(x).argmax(1) == y for x, y in zip(test.x.split(512), test.y.split(512), strict=True)]
-            )
+            keep = batched_forward(self.model, test.x).argmax(1) == test.y
         index = keep.nonzero().flatten()[:n]
         require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
         return test.x[index], test.y[index]
@@ -120,7 +119,7 @@ def genesis(ctx: Context) -> Section:
     if cfg.model is not None:
         ctx.saved = load_model(cfg.model)
         section.text = f"Audited the existing model {cfg.model}; no search was run."
-        section.skipped = "model supplied with --model: search skipped"
+        section.skipped = "model supplied: search skipped"
         return section
     from trusttango.automl import AnytimeSearch
     from trusttango.automl.results import saved_model
@@ -235,8 +234,9 @@ def robustness(ctx: Context) -> Section:
 
 def detection(ctx: Context) -> Section:
     """Entropy detector fitted on FGSM, evaluated on FGSM and on unseen PGD."""
+    from trusttango.detect import EntropyDetector, adversarial_pairs, detection_roc, evaluate_detector
+    from trusttango.plotting import plot_roc
     from trusttango.robust import FGSM, PGD
-    from trusttango.robust.detector import EntropyDetector, adversarial_pairs, evaluate_detector, plot_roc
 
     x, y = ctx.sample(ctx.config.n_attack)
     half = len(x) // 2
@@ -252,7 +252,7 @@ def detection(ctx: Context) -> Section:
             unflipped.append(name)
             continue
         results.append(evaluate_detector(detector, clean, adv, name))
-        curves[name] = (detector.score(clean), detector.score(adv))
+        curves[name] = detection_roc(detector.score(clean), detector.score(adv))
     if not results:
         reason = f"{' and '.join(unflipped)} flipped none of the {len(x) - half} held-out inputs: nothing to detect"
         return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=reason)
@@ -277,7 +277,7 @@ def detection(ctx: Context) -> Section:
 
 def privacy(ctx: Context) -> Section:
     """Membership inference (loss threshold) on train members vs test non-members; DP guarantee."""
-    from trusttango.privacy.membership import loss_threshold_attack, plot_roc
+    from trusttango.privacy.audits.membership import loss_threshold_attack, plot_roc
 
     n = ctx.config.n_membership
     members = ctx.splits.train.subset(np.arange(min(n, len(ctx.splits.train))))
@@ -347,17 +347,6 @@ def _prepare_out(out: Path, force: bool) -> None:
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
 
-def _check_model_fits(saved: SavedModel, splits: Splits) -> None:
-    require(
-        tuple(saved.config.input_shape) == tuple(splits.train.input_shape),
-        f"model expects inputs shaped {tuple(saved.config.input_shape)}, data has {tuple(splits.train.input_shape)}",
-    )
-    require(
-        saved.config.num_classes == splits.train.num_classes,
-        f"model has {saved.config.num_classes} classes, data has {splits.train.num_classes}",
-    )
-
-
 def _seed_stage(seed: int, index: int) -> None:
     """Seed every RNG a stage may use, per stage, so one stage's figures do not depend on another's draws."""
     random.seed(seed + index)
@@ -370,7 +359,7 @@ def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
     splits = load_data(config.data, seed=config.seed)
     if config.model is not None:  # mismatches fail before any long work
-        _check_model_fits(load_model(config.model), splits)
+        check_compatible(load_model(config.model).config, splits.train)
     _prepare_out(config.out, config.force)
     ctx = Context(config, splits, config.out / "figures", time.perf_counter() + config.budget)
     sections = []

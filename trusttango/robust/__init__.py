@@ -1,7 +1,9 @@
-"""Robustness (SPECS section 6): adversarial attacks, robust accuracy and ARA, defences as
-training hooks, and adversarial explanations (Woods et al. 2019)."""
+"""Robustness: adversarial attacks (named in :data:`ATTACKS`), robust accuracy, accuracy-vs-eps
+curves and ARA, defences as training hooks, and adversarial explanations (Woods et al. 2019).
+Detection of adversarial inputs is :mod:`trusttango.detect`."""
 
 from trusttango.robust.attacks import (
+    ATTACKS,
     BIM,
     FGSM,
     MIFGSM,
@@ -11,13 +13,16 @@ from trusttango.robust.attacks import (
     CarliniWagnerL2,
     DeepFool,
     MinNormL2,
+    make_attack,
 )
 from trusttango.robust.defences import AdversarialTraining, LipschitzRegulariser
 from trusttango.robust.evaluation import (
     ARAResult,
+    AttackReport,
     RobustnessCurve,
     ara,
     ara_from_deltas,
+    attack_report,
     robust_accuracy,
     robustness_curve,
 )
@@ -25,6 +30,7 @@ from trusttango.robust.explanations import edge_alignment, explain_classes
 from trusttango.robust.plots import plot_ara, plot_curves, plot_examples, plot_gallery
 
 __all__ = [
+    "ATTACKS",
     "BIM",
     "FGSM",
     "MIFGSM",
@@ -32,6 +38,7 @@ __all__ = [
     "ARAResult",
     "AdversarialTraining",
     "Attack",
+    "AttackReport",
     "AttackResult",
     "CarliniWagnerL2",
     "DeepFool",
@@ -40,8 +47,10 @@ __all__ = [
     "RobustnessCurve",
     "ara",
     "ara_from_deltas",
+    "attack_report",
     "edge_alignment",
     "explain_classes",
+    "make_attack",
     "plot_ara",
     "plot_curves",
     "plot_examples",

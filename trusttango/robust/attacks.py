@@ -15,10 +15,15 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 (Carlini & Wagner 2017, eq. 7 in tanh space with binary search on c), DeepFool
 (Moosavi-Dezfooli et al. 2016, alg. 2) and DDN (Rony et al. 2019, alg. 1) as the
 minimum-norm L2 attack used for ARA.
+
+:data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
+it takes. The base class holds the threat model every attack shares (``targeted``, ``bounds``)
+and the success rule; each attack's own settings are in its ``__init__``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -29,6 +34,7 @@ from torch import nn
 from trusttango.errors import require
 from trusttango.models.folding import FoldedBatchNorm
 from trusttango.modes import eval_mode
+from trusttango.torchutil import model_device
 
 NORMS = ("linf", "l2")
 
@@ -74,34 +80,21 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class Attack:
-    """Base class: input checks, the eval-mode context and the result bookkeeping.
+    """Base class: the threat model every attack shares (``targeted``, the input ``bounds``),
+    input checks, the eval-mode context, the success rule and the result bookkeeping.
 
-    Subclasses implement :meth:`_perturb` ``(x, y) -> x_adv`` on validated inputs.
+    Each attack's own settings (budget, steps, ...) belong to its ``__init__``. Subclasses
+    implement :meth:`_perturb` ``(x, y) -> x_adv`` on validated inputs.
     """
 
     minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
     fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
 
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float = 8 / 255,
-        norm: str = "linf",
-        steps: int = 10,
-        alpha: float | None = None,
-        targeted: bool = False,
-        bounds: tuple[float, float] = (0.0, 1.0),
-    ) -> None:
-        require(norm in NORMS, f"norm: expected one of {NORMS}, got {norm!r}")
+    def __init__(self, model: nn.Module, *, targeted: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
         require(
             len(bounds) == 2 and bounds[0] < bounds[1], f"bounds: expected (low, high) with low < high, got {bounds}"
         )
-        require(math.isfinite(eps) and eps >= 0, f"eps: expected a finite value >= 0, got {eps}")
-        require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
-        require(alpha is None or alpha > 0, f"alpha: expected > 0, got {alpha}")
-        self.model, self.eps, self.norm, self.steps = model, float(eps), norm, int(steps)
-        self.alpha = float(alpha) if alpha is not None else 2.5 * float(eps) / int(steps)
-        self.targeted, self.bounds = targeted, (float(bounds[0]), float(bounds[1]))
+        self.model, self.targeted, self.bounds = model, targeted, (float(bounds[0]), float(bounds[1]))
         self._folded = FoldedBatchNorm(model)
         self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
 
@@ -109,21 +102,26 @@ class Attack:
         """The adversarial examples only: no extra forward pass for the result bookkeeping."""
         return self._attack(x, y, None)[2]
 
+    def succeeded(self, predictions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The success rule: untargeted, the prediction differs from ``y``; targeted, it equals the target ``y``."""
+        return predictions == y if self.targeted else predictions != y
+
     def run(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels or targets ``y``); ``labels`` are the true classes for a targeted attack."""
         x, y, x_adv = self._attack(x, y, labels)
         with eval_mode(self.model), torch.no_grad():
             pred = self.model(x_adv).argmax(1)
         delta = (x_adv - x).flatten(1)
-        success = pred == y if self.targeted else pred != y
         l2 = delta.norm(dim=1)
-        return AttackResult(x_adv, success, delta.abs().amax(1), l2, l2 / math.sqrt(delta.shape[1]), pred)
+        return AttackResult(
+            x_adv, self.succeeded(pred, y), delta.abs().amax(1), l2, l2 / math.sqrt(delta.shape[1]), pred
+        )
 
     def _attack(
         self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x, y, x_adv)`` on the model's device, after validating the inputs."""
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
         with eval_mode(self.model):
             self._net = self._folded() if self.fold_batchnorm else self.model
@@ -131,12 +129,10 @@ class Attack:
             return x, y, self._perturb(x, y).detach()
 
     def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Validate the inputs, ``eps`` against the input range, and the model's output.
-
-        Gradient attacks check the model's output on their first forward pass (no extra pass);
-        minimum-norm attacks probe it on (up to) two examples, so a model that mixes or reduces
-        the batch is still caught. Only a targeted attack without ``labels`` needs the clean
-        predictions of the whole batch.
+        """Validate the inputs (shape, finite, inside ``bounds``) and, for a targeted attack, that
+        no target is the true label. The model's output is checked by the subclasses: gradient
+        attacks on their first forward pass (no extra pass), minimum-norm attacks on a probe.
+        Only a targeted attack without ``labels`` needs the clean predictions of the whole batch.
         """
         lo, hi = self.bounds
         require(x.dim() >= 2 and len(x) > 0, f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
@@ -146,15 +142,6 @@ class Attack:
             float(x.min()) >= lo - 1e-6 and float(x.max()) <= hi + 1e-6,
             f"x: values must lie in bounds [{lo}, {hi}], got [{float(x.min()):.4g}, {float(x.max()):.4g}]",
         )
-        if not self.minimum_norm:
-            limit = (hi - lo) * (1.0 if self.norm == "linf" else math.sqrt(x[0].numel()))
-            require(
-                self.eps <= limit,
-                f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})",
-            )
-        if self.minimum_norm:
-            with torch.no_grad():
-                _check_logits(self._net(x[:2]), len(x[:2]), y)
         if self.targeted:
             if labels is None:
                 with torch.no_grad():
@@ -187,11 +174,39 @@ class Attack:
 
 
 class _GradientAttack(Attack):
-    """Iterated (normalised) gradient steps projected onto the eps ball: FGSM, BIM, PGD, MI-FGSM."""
+    """Iterated (normalised) gradient steps projected onto the ``eps`` ball of ``norm``: FGSM,
+    BIM, PGD, MI-FGSM. ``alpha`` (the step) defaults to ``2.5 eps / steps`` (Madry et al. 2018)."""
 
     random_start = False
     momentum: float | None = None  # MI-FGSM's decay factor mu
     restarts = 1
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        norm: str = "linf",
+        steps: int = 10,
+        alpha: float | None = None,
+        targeted: bool = False,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        super().__init__(model, targeted=targeted, bounds=bounds)
+        require(norm in NORMS, f"norm: expected one of {NORMS}, got {norm!r}")
+        require(math.isfinite(eps) and eps >= 0, f"eps: expected a finite value >= 0, got {eps}")
+        require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
+        require(alpha is None or alpha > 0, f"alpha: expected > 0, got {alpha}")
+        self.eps, self.norm, self.steps = float(eps), norm, int(steps)
+        self.alpha = float(alpha) if alpha is not None else 2.5 * float(eps) / int(steps)
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """The base checks and ``eps`` against the input range (the logits: on the first step)."""
+        super()._check(x, y, labels)
+        lo, hi = self.bounds
+        limit = (hi - lo) * (1.0 if self.norm == "linf" else math.sqrt(x[0].numel()))
+        require(
+            self.eps <= limit, f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})"
+        )
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each restart re-attacks only the examples no earlier run broke."""
@@ -199,7 +214,7 @@ class _GradientAttack(Attack):
         for _ in range(self.restarts - 1):
             with torch.no_grad():
                 pred = self._net(best).argmax(1)
-            done = (pred == y) if self.targeted else (pred != y)
+            done = self.succeeded(pred, y)
             if bool(done.all()):
                 break
             best[~done] = self._one_run(x[~done], y[~done])
@@ -245,9 +260,15 @@ class FGSM(_GradientAttack):
     """
 
     def __init__(
-        self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", targeted: bool = False, **kw
+        self,
+        model: nn.Module,
+        eps: float = 8 / 255,
+        norm: str = "linf",
+        targeted: bool = False,
+        bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        super().__init__(model, eps=eps, norm=norm, steps=1, alpha=eps if eps > 0 else None, targeted=targeted, **kw)
+        alpha = eps if eps > 0 else None
+        super().__init__(model, eps=eps, norm=norm, steps=1, alpha=alpha, targeted=targeted, bounds=bounds)
 
 
 class BIM(_GradientAttack):
@@ -279,16 +300,28 @@ class MIFGSM(_GradientAttack):
 
 
 class _MinimumNormAttack(Attack):
-    """Attacks that search the smallest L2 perturbation; ``eps`` is not used. A failed example is returned unchanged."""
+    """Attacks that search the smallest L2 perturbation in at most ``steps`` iterations (no
+    budget). A failed example is returned unchanged."""
 
     minimum_norm = True
+    norm = "l2"
 
-    def __init__(self, model: nn.Module, steps: int, targeted: bool = False, bounds=(0.0, 1.0)) -> None:
-        super().__init__(model, eps=0.0, norm="l2", steps=steps, alpha=None, targeted=targeted, bounds=bounds)
+    def __init__(
+        self, model: nn.Module, steps: int, targeted: bool = False, bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> None:
+        super().__init__(model, targeted=targeted, bounds=bounds)
+        require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
+        self.steps = int(steps)
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """The base checks and the logits probed on (up to) two examples, so a model that mixes
+        or reduces the batch is caught."""
+        super()._check(x, y, labels)
+        with torch.no_grad():
+            _check_logits(self._net(x[:2]), len(x[:2]), y)
 
     def _adversarial(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        pred = logits.argmax(1)
-        return pred == y if self.targeted else pred != y
+        return self.succeeded(logits.argmax(1), y)
 
     @staticmethod
     def _keep_smaller(best, best_norm, x, candidate, hit):
@@ -469,3 +502,38 @@ class MinNormL2(_MinimumNormAttack):
             hit = self._adversarial(self._net(x_adv), y)
         best, _ = self._keep_smaller(best, best_norm, x, x_adv, hit)
         return best
+
+
+ATTACKS: dict[str, type[Attack]] = {
+    "fgsm": FGSM,
+    "bim": BIM,
+    "pgd": PGD,
+    "mifgsm": MIFGSM,
+    "cw": CarliniWagnerL2,
+    "deepfool": DeepFool,
+    "minnorm": MinNormL2,
+}
+
+
+def attack_settings(cls: type[Attack]) -> set[str]:
+    """The keyword settings ``cls(model, ...)`` takes: the parameters of its ``__init__`` and,
+    where that passes ``**kwargs`` on, of its parents' (``model`` excluded)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self", "model"}
+
+
+def make_attack(name: str, model: nn.Module, **settings: object) -> Attack:
+    """The attack :data:`ATTACKS` registers under ``name`` on ``model``, given those of
+    ``settings`` it takes (:func:`attack_settings`): one set of options serves every attack,
+    e.g. ``eps`` and ``norm`` reach the norm-bounded attacks only and ``steps`` every iterative one."""
+    require(name in ATTACKS, f"attack: expected one of {', '.join(ATTACKS)}, got {name!r}")
+    cls = ATTACKS[name]
+    accepted = attack_settings(cls)
+    return cls(model, **{key: value for key, value in settings.items() if key in accepted})

@@ -93,11 +93,9 @@ class LipschitzRegulariser(Hook):
     while the CE is below ``target_ce`` and shrinks when it rises above, so accuracy is traded
     for smoothness only down to that CE. ``psi`` stays in ``[psi_min, psi_max]``. The relative
     error makes the controller fast enough to recover, within an epoch, from the collapse of
-    ``psi`` while the CE of the first epoch is still far above the target (with a slower one
-    the penalty stayed negligible: 0.005 at the end of a 4-epoch Fashion-MNIST run, ARA only
-    1.7x the standard model's). ``target_ce`` sets the trade: on Fashion-MNIST (6k images,
-    20 epochs) 0.45 gave 5.6x the standard model's ARA at -4 points of accuracy; 0.6 (12 epochs)
-    4.8x at -7 points (``benchmarks/RESULTS.md``).
+    ``psi`` while the CE of the first epoch is still far above the target. ``target_ce`` sets
+    the trade between robustness (ARA) and clean accuracy (measured trades:
+    ``benchmarks/RESULTS.md``).
     """
 
     def __init__(

@@ -1,6 +1,6 @@
-"""Robust accuracy, accuracy-vs-epsilon curves and the ARA score (Woods et al. 2019).
+"""Robust accuracy, attack reports, accuracy-vs-epsilon curves and the ARA score (Woods et al. 2019).
 
-ARA (adversarial robustness area, SPECS section 6): a minimum-norm attack gives each
+ARA (adversarial robustness area, Woods et al. 2019, sec. 3): a minimum-norm attack gives each
 example the smallest RMS perturbation ``delta* = sqrt(mean_{C,H,W} (x_adv - x)^2)`` that
 changes its prediction (0 when already misclassified); ``Acc(eps) = P(delta* > eps)`` and
 ``ARA = integral_0^inf max(0, Acc(eps) - 1/K) d eps``. ``Acc`` is a step function, so the
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.robust.attacks import FGSM, PGD, Attack, MinNormL2
-
-CURVE_ATTACKS = {"pgd": PGD, "fgsm": FGSM}
+from trusttango.modes import eval_mode
+from trusttango.robust.attacks import ATTACKS, Attack, AttackResult, MinNormL2, make_attack
+from trusttango.torchutil import model_device
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -36,6 +36,48 @@ def robust_accuracy(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch_size
         result = attack.run(xb, yb)
         correct += int((result.predictions == yb.to(result.predictions.device)).sum())
     return correct / max(1, len(x))
+
+
+@dataclass
+class AttackReport:
+    """An attack's effect on ``n`` examples: clean and robust accuracy, success rate and the mean
+    L-inf / L2 size of the successful perturbations (0 when none succeeded)."""
+
+    n: int
+    clean_accuracy: float
+    robust_accuracy: float
+    success_rate: float
+    mean_linf: float
+    mean_l2: float
+    result: AttackResult
+
+    def to_dict(self) -> dict:
+        names = ("n", "clean_accuracy", "robust_accuracy", "success_rate", "mean_linf", "mean_l2")
+        return {name: getattr(self, name) for name in names}
+
+    def successful_first(self) -> torch.Tensor:
+        """Indices of the examples, the successfully attacked ones first (stable order otherwise)."""
+        return torch.argsort(self.result.success.cpu().int(), descending=True, stable=True)
+
+
+def attack_report(attack: Attack, x: torch.Tensor, y: torch.Tensor) -> AttackReport:
+    """Run an untargeted ``attack`` on ``(x, y)`` and summarise it as an :class:`AttackReport`
+    (predictions, flags and ``x_adv`` in ``report.result``, on the CPU)."""
+    require(not attack.targeted, "attack: the report needs an untargeted attack")
+    result = attack.run(x, y)
+    with eval_mode(attack.model), torch.no_grad():
+        clean = attack.model(x.to(result.x_adv.device)).argmax(1).cpu()
+    pred, success, y = result.predictions.cpu(), result.success.cpu(), torch.as_tensor(y).cpu()
+    cpu = AttackResult(result.x_adv.cpu(), success, result.linf.cpu(), result.l2.cpu(), result.rms.cpu(), pred)
+    return AttackReport(
+        len(x),
+        float((clean == y).float().mean()),
+        float((pred == y).float().mean()),
+        result.success_rate,
+        float(cpu.linf[success].mean()) if success.any() else 0.0,
+        float(cpu.l2[success].mean()) if success.any() else 0.0,
+        cpu,
+    )
 
 
 @dataclass
@@ -61,11 +103,14 @@ def robustness_curve(
     batch_size: int = 256,
     **attack_options,
 ) -> RobustnessCurve:
-    """Robust accuracy of ``model`` under ``attack`` (``pgd`` | ``fgsm``) at every ``eps``."""
-    require(attack in CURVE_ATTACKS, f"attack: expected one of {tuple(CURVE_ATTACKS)}, got {attack!r}")
+    """Robust accuracy of ``model`` under the norm-bounded ``attack`` (a name in
+    :data:`~trusttango.robust.attacks.ATTACKS`, e.g. ``pgd``) at every ``eps``; ``attack_options``
+    go to :func:`~trusttango.robust.attacks.make_attack`."""
+    budgeted = [name for name, cls in ATTACKS.items() if not cls.minimum_norm]
+    require(attack in budgeted, f"attack: expected one of {tuple(budgeted)}, got {attack!r}")
     require(len(eps) > 0, "eps: expected at least one value")
     acc = [
-        robust_accuracy(CURVE_ATTACKS[attack](model, eps=float(e), norm=norm, **attack_options), x, y, batch_size)
+        robust_accuracy(make_attack(attack, model, eps=float(e), norm=norm, **attack_options), x, y, batch_size)
         for e in eps
     ]
     return RobustnessCurve(attack, norm, [float(e) for e in eps], acc)
@@ -112,7 +157,7 @@ def ara(
     attack: Attack | None = None,
     batch_size: int = 256,
 ) -> ARAResult:
-    """Adversarial robustness area of ``model`` on ``(x, y)`` (Woods et al. 2019, SPECS section 6).
+    """Adversarial robustness area of ``model`` on ``(x, y)`` (Woods et al. 2019).
 
     ``attack`` must be an untargeted minimum-norm attack (default :class:`MinNormL2`, DDN).
     """
@@ -130,6 +175,6 @@ def ara(
         deltas.append(torch.where(correct, rms, torch.zeros_like(rms)).cpu())
         success.append(result.success.cpu())
     with torch.no_grad():
-        k = model(x[:1].to(next(model.parameters()).device)).shape[1]
+        k = model(x[:1].to(model_device(model))).shape[1]
     d = torch.cat(deltas).numpy()
     return ARAResult(ara_from_deltas(d, k), d, k, clean / len(x), float(torch.cat(success).float().mean()))

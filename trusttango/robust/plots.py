@@ -1,4 +1,4 @@
-"""Figures of the robustness pillar (PNG, matplotlib Agg): accuracy-vs-eps curves, ARA
+"""Figures of the robustness pillar (PNG, stand-alone figures): accuracy-vs-eps curves, ARA
 curves, attack examples and the adversarial-explanation gallery."""
 
 from __future__ import annotations
@@ -6,15 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from trusttango.plotting import save_figure  # noqa: E402
-from trusttango.robust.evaluation import ARAResult, RobustnessCurve  # noqa: E402
+from trusttango.plotting import save_figure, subplots
+from trusttango.robust.evaluation import ARAResult, RobustnessCurve
 
 
 def _image(t: torch.Tensor) -> np.ndarray:
@@ -26,7 +22,7 @@ def _image(t: torch.Tensor) -> np.ndarray:
 def plot_curves(curves: Sequence[RobustnessCurve], path: str | Path, title: str = "accuracy under attack") -> Path:
     """One panel per norm: accuracy vs eps for each curve (PNG)."""
     norms = sorted({c.norm for c in curves})
-    fig, axes = plt.subplots(1, len(norms), figsize=(5 * len(norms), 4), squeeze=False)
+    fig, axes = subplots(1, len(norms), figsize=(5 * len(norms), 4), squeeze=False)
     for ax, norm in zip(axes[0], norms, strict=True):
         for c in (c for c in curves if c.norm == norm):
             ax.plot(c.eps, c.accuracy, marker="o", label=c.attack)
@@ -38,7 +34,7 @@ def plot_curves(curves: Sequence[RobustnessCurve], path: str | Path, title: str 
 
 def plot_ara(results: dict[str, ARAResult], path: str | Path) -> Path:
     """``Acc(eps)`` against the RMS perturbation for each named model, with its ARA (PNG)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = subplots(figsize=(5.5, 4))
     for name, r in results.items():
         grid = np.linspace(0, max(1e-6, float(np.quantile(r.deltas, 0.99))) * 1.2, 200)
         ax.plot(grid, r.accuracy_at(grid), label=f"{name} (ARA {r.ara:.4f})")
@@ -60,7 +56,7 @@ def plot_examples(
 ) -> Path:
     """Rows: clean input, adversarial input (with the new prediction), amplified difference."""
     n = min(n, len(x))
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5), squeeze=False)
+    fig, axes = subplots(3, n, figsize=(1.6 * n, 5), squeeze=False)
     for i in range(n):
         diff = (x_adv[i] - x[i]).abs().sum(0)
         panels = [(_image(x[i]), class_names[int(labels[i])]), (_image(x_adv[i]), class_names[int(predictions[i])])]
@@ -78,7 +74,7 @@ def plot_gallery(x: torch.Tensor, per_class: torch.Tensor, class_names: Sequence
     ``per_class`` is :func:`~trusttango.robust.explanations.explain_classes`'s (N, K, C, H, W).
     """
     n, k = per_class.shape[:2]
-    fig, axes = plt.subplots(2 * n, k + 1, figsize=(1.3 * (k + 1), 2.7 * n), squeeze=False)
+    fig, axes = subplots(2 * n, k + 1, figsize=(1.3 * (k + 1), 2.7 * n), squeeze=False)
     for i in range(n):
         axes[2 * i, 0].imshow(_image(x[i]), cmap="gray", vmin=0, vmax=1)
         axes[2 * i, 0].set_title("input", fontsize=7)

@@ -1,0 +1,76 @@
+"""CLI: ``trusttango automl``: anytime architecture + hyperparameter search under a time budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from trusttango.cli._common import console, data_option, items
+from trusttango.errors import InputError
+
+
+def automl(
+    data: str = data_option("digits"),
+    budget: float = typer.Option(600.0, help="Wall-clock budget T of the whole run, seconds."),
+    sampler: str = typer.Option("tpe", help="random | tpe | cmaes | evolution (NSGA-II)."),
+    storage: str = typer.Option("", help="SQLAlchemy URL or journal:PATH (default: sqlite file in OUT)."),
+    study: str = typer.Option("automl", help="Study name (workers sharing storage and name share the study)."),
+    out: Path = typer.Option(Path("runs/automl"), help="Output folder."),
+    objective: str = typer.Option("accuracy", help="accuracy | accuracy+robustness (Pareto search)."),
+    backbones: str = typer.Option("small_cnn,resnet18,mobilenet_v2", help="Comma-separated backbones to search."),
+    max_epochs: int = typer.Option(10, min=1, help="Largest epoch count a trial may draw."),
+    top_k: int = typer.Option(3, min=1, help="Models in the ensemble."),
+    warm_start: int = typer.Option(0, min=0, help="Seed with the best configs of the N most similar studies."),
+    fgsm_eps: float = typer.Option(0.03, help="FGSM step of the robustness objective."),
+    prune: bool = typer.Option(True, help="Prune hopeless trials from their learning curves."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    resume: bool = typer.Option(False, help="Continue the study recorded in OUT/search.json."),
+) -> None:
+    """Search the unified architecture and training under budget T; write the best model,
+    trials.csv, the learning curve with its ALC, and search.json."""
+    from trusttango.automl.results import resume_settings, write_results
+    from trusttango.automl.runner import AnytimeSearch
+    from trusttango.automl.space import SearchSpace, space_for
+    from trusttango.automl.storage import default_url, masked
+    from trusttango.data import load_data
+
+    given = dict(
+        data=data, budget_s=budget, sampler=sampler, storage=storage, study=study, objective=objective,
+        top_k=top_k, warm_start=warm_start, fgsm_eps=fgsm_eps, prune=prune, seed=seed, space=None,
+    )  # fmt: skip
+    settings = resume_settings(resume, out, given)
+    record = out / "search.json"
+    previous = json.loads(record.read_text()).get("best") if resume and record.exists() else None
+    out.mkdir(parents=True, exist_ok=True)
+    settings["storage"] = settings["storage"] or default_url(out)
+    splits = load_data(settings["data"], seed=settings["seed"])
+    if settings["space"] is None:
+        names = tuple(items(backbones, "--backbones"))
+        space = space_for(splits.train, backbones=names, epochs=(1, max_epochs))
+    else:
+        space = SearchSpace.from_dict(settings["space"])
+    search = AnytimeSearch(
+        splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
+        settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],
+        settings["seed"], device,
+    )  # fmt: skip
+    result = search.run()
+    record = {**settings, "storage": masked(settings["storage"]), "space": space.to_dict()}
+    doc = write_results(result, splits, out, record, previous)
+    if doc["best"] is None:
+        raise InputError(f"--budget {settings['budget_s']:g} s is too small to train any model on {settings['data']}; "
+                         f"wrote an empty-result record to {out / 'search.json'}")  # fmt: skip
+    best, ens = doc["best"], doc["ensemble"]
+    ensemble = f"top-{ens['k']} ensemble {ens['ensemble_test_accuracy']:.4f}; " if ens else ""
+    console.print(
+        f"{result.trials_run} trials in {result.elapsed_s:.1f} s; ALC {doc['alc']:.4f}; best trial {best['trial']} "
+        f"test accuracy {best['test_accuracy']:.4f}; {ensemble}written to {out}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``automl`` to the CLI."""
+    app.command(name="automl")(automl)

@@ -1,0 +1,132 @@
+"""CLI: ``trusttango detect fit|score MODEL --data DATA``, the entropy detector of adversarial inputs.
+
+Importing this module imports :mod:`trusttango.detect`, which registers the zoom-in model format
+with :func:`trusttango.models.load_model`, so every command reads zoom-in model directories.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import trusttango.detect  # noqa: F401  (registers the zoom-in model format)
+from trusttango.cli._common import console, data_option, items, load_model_and_data, model_argument, raise_input
+from trusttango.errors import require
+
+ATTACK_HELP = "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm"
+LAYER_HELP = (
+    "Response at: auto (last full-res ReLU), all (every ReLU feature map), input, "
+    "or module names separated by commas (a module called twice: name#0, name#1)."
+)
+
+
+def _load(model: Path, data: str, split: str, n: int, seed: int):
+    """The model and the first ``n`` examples of the ``split`` of ``data`` (an image model, n >= 4)."""
+    require(n >= 4, f"--n must be >= 4, got {n}")
+    loaded = load_model_and_data(model, data, split, seed)
+    require(loaded.saved.config.modality == "image", f"{model}: the entropy detector needs an image model")
+    ds = loaded.data.subset(range(min(n, len(loaded.data))))
+    return loaded.model, ds
+
+
+def _attacks(text: str, option: str) -> list[str]:
+    from trusttango.robust import ATTACKS
+
+    names = items(text, option)
+    for name in names:
+        require(name in ATTACKS, f"{option}: expected names from {', '.join(ATTACKS)}, got {name!r}")
+    return names
+
+
+def _windows(text: str) -> list[int]:
+    try:
+        return [int(side) for side in items(text, "--window")]
+    except ValueError:
+        raise_input(f"--window: expected odd integers separated by commas, got {text!r}")
+
+
+def fit_cmd(
+    model: Path = model_argument(),
+    data: str = data_option(help="Dataset (built-in name, folder, .npz, IDX); its validation split is used."),
+    out: Path = typer.Option(Path("runs/detect"), help="Folder for detector.json, fit.json, roc.png, entropy.png."),
+    attack: str = typer.Option(
+        "fgsm", help=f"Attack(s) to fit on, comma-separated (e.g. fgsm,deepfool): {ATTACK_HELP}."
+    ),
+    eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
+    n: int = typer.Option(500, help="Validation examples to attack."),
+    window: str = typer.Option("3", help="Side of the entropy neighbourhood (odd); several: e.g. 3,5."),
+    bins: int = typer.Option(256, help="Histogram bins over the 8-bit response levels."),
+    summary: bool = typer.Option(False, help="Add entropy-image statistics and a logistic model."),
+    layer: str = typer.Option("auto", help=LAYER_HELP),
+    signal: str = typer.Option(
+        "guided", help="Response read at each layer: guided (backprop signal), activation, or both."
+    ),
+    seed: int = typer.Option(0),
+) -> None:
+    """Fit the entropy detector's threshold on clean vs attacked validation data."""
+    from trusttango.detect import (
+        EntropyDetector,
+        attack_pairs,
+        detection_roc,
+        evaluate_detector,
+        plot_detector_examples,
+    )
+    from trusttango.plotting import plot_roc
+
+    names, sides = _attacks(attack, "--attack"), _windows(window)
+    layers = items(layer)
+    chosen = None if layer == "input" else layers if len(layers) > 1 else layer
+    net, ds = _load(model, data, "val", n, seed)
+    detector = EntropyDetector(net, sides, bins, summary, layer=chosen, signal=signal)
+    clean, adv = attack_pairs(net, ds.x, ds.y, names, eps)
+    detector.fit(clean, adv)
+    detector.save(out / "detector.json")
+    result = evaluate_detector(detector, clean, adv, attack)
+    plot_roc({attack: detection_roc(detector.score(clean), detector.score(adv))}, out / "roc.png", "fit (validation)")
+    plot_detector_examples(detector, clean, adv, out / "entropy.png", attack)
+    (out / "fit.json").write_text(json.dumps(result.to_dict(), indent=2))
+    console.print(f"fitted on {len(clean)} clean + {len(adv)} {attack}: AUC {result.auc:.3f}; written {out}")
+
+
+def score_cmd(
+    model: Path = model_argument(),
+    data: str = data_option(help="Dataset; its test split is attacked and scored."),
+    detector: Path = typer.Option(
+        Path("runs/detect"), "--detector", help="The folder `detect fit --out` wrote, or its detector.json."
+    ),
+    out: Path = typer.Option(Path("runs/detect"), help="Folder for scores.json and roc_test.png."),
+    attacks: str = typer.Option("fgsm,pgd,mifgsm,cw,deepfool", help="Comma-separated attacks to test (transfer)."),
+    eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
+    n: int = typer.Option(500, help="Test examples to attack."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Precision, recall, AUC and FPR at 95 % recall per attack; ROC PNG."""
+    from trusttango.detect import EntropyDetector, score_attacks
+    from trusttango.plotting import plot_roc
+
+    names = _attacks(attacks, "--attacks")
+    net, ds = _load(model, data, "test", n, seed)
+    fitted = EntropyDetector.load(detector, net)
+    results, curves = score_attacks(fitted, ds.x, ds.y, names, eps)
+    plot_roc(curves, out / "roc_test.png", "test (transfer)")
+    (out / "scores.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    table = Table("attack", "AUC", "precision", "recall", "FPR@95%recall", "n adv")
+    for r in results:
+        figures = (r.auc, r.precision, r.recall, r.fpr_at_95_recall)
+        table.add_row(r.attack, *(f"{v:.3f}" for v in figures), str(r.n_adversarial))
+    Console().print(table)
+    console.print(f"written {out / 'scores.json'} and {out / 'roc_test.png'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``detect fit`` and ``detect score`` group to the CLI."""
+    detect = typer.Typer(
+        no_args_is_help=True, help="Detect adversarial inputs by the local entropy of feature responses."
+    )
+    detect.command("fit")(fit_cmd)
+    detect.command("score")(score_cmd)
+    app.add_typer(detect, name="detect")

@@ -1,0 +1,137 @@
+"""Privacy CLI commands: ``anonymize`` (k-anonymity + linkage attack), ``membership``
+(membership-inference audit of a saved model) and ``randomized-response``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+import yaml
+
+from trusttango.cli._common import check_compatible, console, data_option, items, model_argument, model_dir
+from trusttango.errors import InputError, require
+
+
+def _read_mapping(path: Path, option: str) -> dict:
+    """A YAML (``.yaml`` / ``.yml``) or JSON file holding a mapping."""
+    require(path.exists(), f"{option} {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise InputError(f"{option} {path}: not valid YAML/JSON ({err})") from None
+    require(isinstance(data, dict), f"{option} {path}: expected a mapping")
+    return data
+
+
+def _spec(path: Path | None) -> dict:
+    """A small YAML/JSON declaration: ``identifiers``, ``quasi_identifiers`` (list, or name -> kind),
+    ``sensitive`` and ``hierarchies`` (column -> {value: parent})."""
+    if path is None:
+        return {}
+    spec = _read_mapping(path, "--spec")
+    unknown = set(spec) - {"identifiers", "quasi_identifiers", "sensitive", "hierarchies"}
+    require(not unknown, f"--spec {path}: unknown key(s) {', '.join(sorted(unknown))}")
+    return spec
+
+
+def _hierarchies(declared: dict, path: str) -> dict:
+    """Hierarchies from the spec, then from ``--hierarchies`` (a YAML/JSON file, or ``adult`` for the built-in ones)."""
+    from trusttango.privacy.release import adult_hierarchies, parse_hierarchies
+
+    trees = parse_hierarchies(declared.get("hierarchies") or {}, "--spec hierarchies")
+    if path == "adult":
+        return adult_hierarchies() | trees
+    if path:
+        return parse_hierarchies(_read_mapping(Path(path), "--hierarchies"), f"--hierarchies {path}") | trees
+    return trees
+
+
+def anonymize_cmd(
+    table: str = typer.Option(..., "--data", help="CSV file, or the built-in table 'lecture' or 'adult'."),
+    k: int = typer.Option(5, "--k", help="Each record shares its quasi-identifiers with >= k-1 others."),
+    qi: str = typer.Option("", help="Quasi-identifier columns, comma-separated (kinds inferred from the values)."),
+    sensitive: str = typer.Option("", help="Sensitive columns, comma-separated (kept as they are)."),
+    identifiers: str = typer.Option("", help="Direct identifiers to drop, comma-separated."),
+    spec: Path = typer.Option(
+        None,
+        help="YAML/JSON with identifiers, quasi_identifiers (name: numeric|categorical), sensitive, hierarchies.",
+    ),
+    hierarchies: str = typer.Option(
+        "", help="YAML/JSON {column: {value: parent}} generalisation hierarchies ('adult': built-in; default flat)."
+    ),
+    l_div: int = typer.Option(0, "--l", help="Also make each class distinct l-diverse on the first sensitive column."),
+    t_close: float = typer.Option(0.0, "--t", help="Also make each class t-close on the first sensitive column."),
+    out: Path = typer.Option(Path("released.csv"), help="Released CSV to write (the input is never modified)."),
+) -> None:
+    """k-anonymise a table with Mondrian (categorical QIs up their hierarchies), report information
+    loss (NCP), and run a linkage attack."""
+    from trusttango.privacy.release import anonymize, describe, read_table, release_linkage
+
+    declared = _spec(spec)
+    quasi = declared.get("quasi_identifiers") or items(qi)
+    require(len(quasi) > 0, "--qi: give the quasi-identifier columns (or a --spec file)")
+    sens = declared.get("sensitive") or items(sensitive)
+    ids = declared.get("identifiers") or items(identifiers)
+    frame = read_table(table)
+    result = anonymize(frame, k, quasi, sens, ids, l_div or None, _hierarchies(declared, hierarchies), t_close or None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out, index=False)
+    before, after = release_linkage(frame, result)
+    console.print(describe(result))
+    names = ", ".join(result.quasi_identifiers)
+    console.print(
+        f"linkage attack on {names}: {before.reidentified}/{before.population} people re-identified "
+        f"from the raw release, {after.reidentified} from the anonymised one"
+    )
+    console.print(f"written {out}")
+
+
+def membership_cmd(
+    model: Path = model_argument(),
+    data: str = data_option(help="The data the model was trained on (members: its train split)."),
+    n: int = typer.Option(2000, min=10, help="Members (train split) and non-members (test split) to score, each."),
+    seed: int = typer.Option(0, help="Seed of the split (user data) and of the sample."),
+    out: Path = typer.Option(Path("runs/membership"), help="Folder for roc.png and membership.json."),
+) -> None:
+    """Membership-inference audit (Yeom loss threshold): AUC and advantage, with a ROC PNG."""
+    from trusttango.data import load_data
+    from trusttango.models import load_model
+    from trusttango.privacy.audits import loss_threshold_attack, plot_roc, sample_members
+
+    saved = load_model(model_dir(model))
+    splits = load_data(data, seed=seed)
+    check_compatible(saved, splits.test)
+    result = loss_threshold_attack(saved.model, *sample_members(splits.train, splits.test, n, seed))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc([result], out / "roc.png")
+    (out / "membership.json").write_text(json.dumps(result.summary(), indent=2))
+    console.print(result.interpretation())
+    console.print(f"written {out / 'roc.png'} and {out / 'membership.json'}")
+
+
+def randomized_response_cmd(
+    table: Path = typer.Option(..., "--data", help="CSV file with a binary column."),
+    column: str = typer.Option(..., help="The binary column (0/1, yes/no, true/false) to randomise."),
+    epsilon: float = typer.Option(1.0, help="Local differential privacy of each answer."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("randomized.csv"), help="CSV to write with the column randomised."),
+) -> None:
+    """Randomised response on one binary column, and the unbiased estimate of its true rate with a 95 % CI."""
+    from trusttango.privacy.dp import randomized_response as rr
+    from trusttango.privacy.release import read_table
+
+    frame = read_table(str(table))
+    require(column in frame.columns, f"--column {column!r} not in {table} (columns: {', '.join(frame.columns)})")
+    released = frame.copy()
+    released[column] = rr.randomize(frame[column].to_numpy(), epsilon, seed).astype(int)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    released.to_csv(out, index=False)
+    console.print(str(rr.estimate(released[column].to_numpy(), epsilon)))
+    console.print(f"written {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="anonymize")(anonymize_cmd)
+    app.command(name="membership")(membership_cmd)
+    app.command(name="randomized-response")(randomized_response_cmd)
