@@ -151,6 +151,10 @@ def test_virtual_batches_bound_memory_without_changing_lots_or_accounting(digits
         dict(noise_multiplier=1.0, epsilon=3.0),
         dict(epsilon=3.0, delta=1.5),
         dict(epsilon=3.0, max_physical_batch_size=0),
+        dict(noise_multiplier=0.0),
+        dict(noise_multiplier=float("nan")),
+        dict(epsilon=float("nan")),
+        dict(epsilon=3.0, accountant="gdp"),
     ],
 )
 def test_bad_dp_arguments(kwargs):
@@ -158,9 +162,9 @@ def test_bad_dp_arguments(kwargs):
         DPSGD(**kwargs)
 
 
-def test_delta_not_below_one_over_n_warns(digits):
+def test_delta_not_below_one_over_n_is_refused(digits):
     model = _model(digits, norm="group")
-    with pytest.warns(UserWarning, match="meaningless"):
+    with pytest.raises(InputError, match=r"delta 0.01 >= 1/N"):
         fit(model, digits.train.subset(np.arange(200)), None, TrainConfig(epochs=1, progress=False),
             [DPSGD(noise_multiplier=1.0, delta=0.01)])  # fmt: skip
 

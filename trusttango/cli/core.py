@@ -56,7 +56,7 @@ def train(
     delta: float = typer.Option(0.0, help="DP delta (0: min(1e-5, 0.1/N))."),
     max_grad_norm: float = typer.Option(1.0, help="DP per-example clipping norm C."),
     noise_multiplier: float = typer.Option(0.0, help="DP noise multiplier sigma (instead of --epsilon)."),
-    accountant: str = typer.Option("rdp", help="DP accountant: rdp | prv | gdp"),
+    accountant: str = typer.Option("rdp", help="DP accountant (an upper bound on epsilon): rdp | prv"),
     max_physical_batch_size: int | None = PHYSICAL_BATCH_OPTION,
     defence: str = typer.Option("none", help="Robustness defence: none | adversarial | lipschitz"),
     defence_eps: float = typer.Option(0.1, help="Adversarial training L-inf budget (--defence adversarial)."),

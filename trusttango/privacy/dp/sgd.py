@@ -4,7 +4,7 @@ training :class:`~trusttango.train.Hook` over Opacus.
 Each step draws a Poisson lot (every example independently with rate ``q = L / N``),
 clips each per-example gradient to norm ``C``, sums, adds ``N(0, sigma^2 C^2 I)`` and
 divides by the expected lot size. The privacy loss is tracked by an RDP (Mironov 2017) or
-PRV (Gopi et al. 2021) accountant, reported as ``(epsilon, delta)``.
+PRV (Gopi et al. 2021) accountant, reported as an upper bound on epsilon at ``delta``.
 
 Virtual batches: each Poisson lot is cut into physical batches of at most
 ``max_physical_batch_size`` examples (Opacus' ``BatchMemoryManager``; default
@@ -20,13 +20,14 @@ Opacus is imported when a hook is set up, not when this module is imported.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import TYPE_CHECKING
 
 from torch import nn
 
 from trusttango.errors import InputError, require
-from trusttango.privacy.dp.accountants import ACCOUNTANTS, quiet
+from trusttango.privacy.dp.accountants import check_accountant, quiet
 from trusttango.torchutil import model_device
 from trusttango.train import EpochRecord, Hook, TrainState
 
@@ -88,13 +89,14 @@ class DPSGD(Hook):
         max_physical_batch_size: int | None = PHYSICAL_BATCH,
     ) -> None:
         require((epsilon is None) != (noise_multiplier is None), "dp: give exactly one of epsilon or noise_multiplier")
-        require(epsilon is None or epsilon > 0, f"epsilon must be > 0, got {epsilon}")
+        require(epsilon is None or (math.isfinite(epsilon) and epsilon > 0), f"epsilon must be > 0, got {epsilon}")
         require(
-            noise_multiplier is None or noise_multiplier > 0, f"noise_multiplier must be > 0, got {noise_multiplier}"
+            noise_multiplier is None or (math.isfinite(noise_multiplier) and noise_multiplier > 0),
+            f"noise_multiplier must be a finite value > 0, got {noise_multiplier}",
         )
         require(delta is None or 0 < delta < 1, f"delta must lie in (0, 1), got {delta}")
         require(max_grad_norm > 0, f"max_grad_norm must be > 0, got {max_grad_norm}")
-        require(accountant in ACCOUNTANTS, f"unknown accountant {accountant!r}; choose one of {ACCOUNTANTS}")
+        check_accountant(accountant)
         require(grad_sample_mode in GRAD_SAMPLE_MODES, f"unknown grad_sample_mode {grad_sample_mode!r}")
         require(
             max_physical_batch_size is None or max_physical_batch_size >= 1,
@@ -113,8 +115,11 @@ class DPSGD(Hook):
         n = len(state.loader.dataset)
         if self.delta is None:
             self.delta = min(1e-5, 0.1 / n)
-        if self.delta >= 1 / n:
-            warnings.warn(f"delta={self.delta} >= 1/N={1 / n:.2g}: the guarantee is meaningless", stacklevel=2)
+        require(
+            self.delta < 1 / n,
+            f"delta {self.delta} >= 1/N = {1 / n:.2g}: a mechanism that publishes one whole record "
+            "meets it, so it guarantees nothing; use delta < 1/N",
+        )
         self.replaced = make_dp_compatible(state.model)
         if self.replaced:
             log.warning("DP-SGD: made the model DP-compatible: %s", ", ".join(self.replaced))
