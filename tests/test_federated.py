@@ -299,3 +299,87 @@ def test_secagg_with_local_dp_reports_every_client_epsilon(tmp_path):
 
 def _digits_test(folder: Path):
     return load_partition(str(folder / "test.npz"))
+
+
+class _Population:
+    """A grid of K connected nodes (what DP-FedAvg's ``configure_train`` asks of a grid)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def get_node_ids(self):
+        return list(range(100, 100 + self.k))
+
+
+@pytest.fixture
+def run_id(monkeypatch):
+    """Flower messages carry the run id its runtime sets; a strategy tested alone needs one."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 0)
+
+
+def test_dp_fedavg_samples_each_client_independently(run_id):
+    """Poisson sampling, as the accountant assumes: the number of clients per round varies
+    (Binomial(K, q): mean Kq, variance Kq(1-q), empty rounds happen); a fixed-size sampler of
+    m = qK clients per round, the mechanism the reported epsilon does not cover, fails this."""
+    cfg = FedConfig(clients=10, fraction=0.3, dp_noise=1.0)
+    strategy = make_strategy(cfg)
+    grid, arrays = _Population(10), ArrayRecord({"w": torch.zeros(3)})
+    asked = [
+        sorted(m.metadata.dst_node_id for m in strategy.configure_train(r, arrays, ConfigRecord(), grid))
+        for r in range(1, 401)
+    ]
+    counts = np.array(strategy.sampled)
+    assert counts.tolist() == [len(a) for a in asked]
+    assert abs(counts.mean() - 3.0) < 0.25 and 1.5 < counts.var() < 2.8 and (counts == 0).any()
+    per_node = np.array([sum(node in a for a in asked) for node in grid.get_node_ids()]) / len(asked)
+    assert np.all(np.abs(per_node - 0.3) < 0.08)
+
+
+def _reply(arrays: dict[str, torch.Tensor]):
+    from flwr.app import Message, MessageType, MetricRecord
+
+    content = RecordDict(
+        {"arrays": ArrayRecord(arrays), "metrics": MetricRecord({"train-loss": 1.0, "unit-weight": 1})}
+    )
+    return Message(content=content, dst_node_id=0, message_type=MessageType.TRAIN)
+
+
+def test_dp_fedavg_releases_the_clipped_sum_plus_noise_over_qk(run_id):
+    """McMahan et al. 2018, Alg. 1: w_t + (sum_k clip_C(update_k) + N(0, (sigma C)^2)) / (qK),
+    with the fixed denominator qK = 3 while 2 clients replied (a mean over the replies, or noise
+    scaled by the replies, fails), and a release also when nobody was sampled."""
+    cfg = FedConfig(clients=10, fraction=0.3, dp_noise=1.0, dp_clip=0.5, seed=4)
+    strategy = make_strategy(cfg)
+    w0 = torch.randn(200, 100, generator=torch.Generator().manual_seed(0))
+    strategy.configure_train(1, ArrayRecord({"w": w0}), ConfigRecord(), _Population(10))
+    big = torch.full_like(w0, 2.0 / 141.42)  # norm 2 -> clipped to 0.5
+    small = torch.full_like(w0, 0.1 / 141.42)  # norm 0.1: kept
+    released, metrics = strategy.aggregate_train(1, [_reply({"w": w0 + big}), _reply({"w": w0 + small})])
+    noise = (released.to_torch_state_dict()["w"].double() - w0.double()) * 3.0 - (big * 0.25 + small).double()
+    assert abs(float(noise.mean())) < 0.02 and float(noise.std()) == pytest.approx(0.5, rel=0.03)
+    assert metrics["train-loss"] == pytest.approx(1.0) and strategy.releases == 1
+    empty, _ = strategy.aggregate_train(2, [])
+    assert float((empty.to_torch_state_dict()["w"] - w0).std()) == pytest.approx(0.5 / 3.0, rel=0.03)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 1.0])
+def test_dp_fedavg_epsilon_is_dp_accountings_for_poisson_sampling(fraction):
+    """The central epsilon equals dp-accounting's RDP accountant for the mechanism that runs
+    (PoissonSampledDpEvent, add/remove one client) to 3 %; fixed-size sampling without
+    replacement (SampledWithoutReplacementDpEvent, replace one client) would need more."""
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import rdp_privacy_accountant as rdp
+
+    cfg = FedConfig(clients=10, fraction=fraction, dp_noise=1.2, rounds=30)
+    gaussian = dp_event.GaussianDpEvent(cfg.dp_noise)
+    poisson = rdp.RdpAccountant().compose(dp_event.PoissonSampledDpEvent(fraction, gaussian), cfg.rounds)
+    assert dp_epsilon(cfg) == pytest.approx(poisson.get_epsilon(cfg.dp_delta), rel=0.03)
+    assert dp_epsilon(cfg, rounds=10) < dp_epsilon(cfg)  # only the releases that ran are composed
+    if fraction < 1:
+        fixed = rdp.RdpAccountant(neighboring_relation=rdp.NeighborRel.REPLACE_ONE).compose(
+            dp_event.SampledWithoutReplacementDpEvent(10, 3, gaussian), cfg.rounds
+        )
+        assert fixed.get_epsilon(cfg.dp_delta) > 1.2 * dp_epsilon(cfg)

@@ -119,8 +119,9 @@ def test_client_dp_sgd_clips_adds_noise_and_reports_epsilon(digits):
 
 @pytest.mark.slow
 def test_dp_fedavg_simulation_reports_central_and_per_client_epsilon(tmp_path):
-    """Flower's server-side fixed-clipping DP wrapper plus local DP-SGD on every client in one
-    run: the central (epsilon, delta) and each client's epsilon composed over its 2 rounds."""
+    """DP-FedAvg (Poisson sampling at q = 1: every client every round) plus local DP-SGD on every
+    client in one run: the client-level (epsilon, delta) and each client's epsilon composed over
+    its 2 rounds, both in the history and its summary."""
     cfg = FedConfig(
         data="digits", workdir=str(tmp_path), clients=4, fraction=1.0, rounds=2, min_clients=4, dp_noise=0.3,
         local_dp_noise=1.0,
@@ -128,6 +129,8 @@ def test_dp_fedavg_simulation_reports_central_and_per_client_epsilon(tmp_path):
     history = simulate(cfg)
     assert len(history.rounds) == 3 and all(r.clients == 4 for r in history.rounds[1:])
     assert history.epsilon == pytest.approx(dp_epsilon(cfg)) and 0 < history.epsilon < float("inf")
+    assert history.sampled == [4, 4] and "Poisson sampling of clients at q = 1.0" in history.summary()
+    assert "client DP-SGD epsilon" in history.summary()
     assert sorted(history.client_epsilon) == [0, 1, 2, 3]
     for k, eps in history.client_epsilon.items():
         n = len(np.load(tmp_path / f"client_{k}.npz")["y"])

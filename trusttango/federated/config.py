@@ -32,8 +32,10 @@ class FedConfig:
     ``fraction`` is C (each round samples ``max(C*K, min_clients)`` of the K clients),
     ``local_epochs`` E and ``batch_size`` B (0: the client's whole data, i.e. B = inf).
     ``algorithm="fedsgd"`` forces E = 1 and B = inf with plain SGD: one full-batch gradient
-    step per client per round, the paper's FedSGD baseline. ``dp_noise`` > 0 wraps the
-    strategy in Flower's server-side fixed-clipping DP (McMahan et al. 2018, DP-FedAvg);
+    step per client per round, the paper's FedSGD baseline. ``dp_noise`` > 0 runs DP-FedAvg
+    (McMahan et al. 2018): each client joins a round independently with probability C (Poisson
+    sampling, so ``min_clients`` does not apply), the server clips each update to ``dp_clip``
+    and adds noise (:class:`~trusttango.federated.strategies.DPFedAvg`);
     ``local_dp_noise`` > 0 makes every client train with DP-SGD (Abadi et al. 2016), each
     client's (epsilon, ``dp_delta``) composed over the rounds it took part in.
     ``secagg`` aggregates with Flower's SecAgg+ (Bell et al. 2020): the server learns only the

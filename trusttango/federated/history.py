@@ -36,6 +36,7 @@ class FedHistory:
     delta: float | None = None
     config: dict = field(default_factory=dict)
     client_epsilon: dict[int, float] = field(default_factory=dict)  # local DP-SGD: client id -> epsilon at delta
+    sampled: list[int] = field(default_factory=list)  # DP-FedAvg: clients asked in each round (Poisson)
 
     def rounds_to(self, accuracy: float) -> int | None:
         """First round whose global test accuracy reaches ``accuracy`` (None: never)."""
@@ -46,7 +47,11 @@ class FedHistory:
         last = self.rounds[-1]
         line = f"round {last.round}: test accuracy {last.accuracy:.4f}, loss {last.loss:.4f}"
         if self.epsilon is not None:
-            line += f"; (epsilon, delta) = ({self.epsilon:.3f}, {self.delta:g})"
+            q = self.config.get("fraction")
+            line += (
+                f"; client-level (epsilon, delta) = ({self.epsilon:.3f}, {self.delta:g}), an RDP bound for "
+                f"Poisson sampling of clients at q = {q} over {len(self.sampled)} releases"
+            )
         if self.client_epsilon:
             delta = self.config.get("dp_delta")
             line += f"; client DP-SGD epsilon <= {max(self.client_epsilon.values()):.3f} at delta {delta:g}"
@@ -61,7 +66,7 @@ class FedHistory:
     def from_dict(cls, data: dict) -> FedHistory:
         rounds = [RoundRecord(**r) for r in data["rounds"]]
         local = {int(k): float(v) for k, v in data.get("client_epsilon", {}).items()}
-        return cls(rounds, data.get("epsilon"), data.get("delta"), data["config"], local)
+        return cls(rounds, data.get("epsilon"), data.get("delta"), data["config"], local, data.get("sampled", []))
 
 
 def plot_history(history: FedHistory, path: str | Path) -> Path:
@@ -82,6 +87,6 @@ def plot_history(history: FedHistory, path: str | Path) -> Path:
         f"{history.config.get('algorithm', '')} K={history.config.get('clients')} C={history.config.get('fraction')}"
     )
     if history.epsilon is not None:
-        title += f"  (epsilon={history.epsilon:.2f}, delta={history.delta:g})"
+        title += f"  client-level (epsilon={history.epsilon:.2f}, delta={history.delta:g})"
     fig.suptitle(title)
     return save_figure(fig, path, dpi=110)

@@ -7,7 +7,8 @@ round (or every ``eval_every`` rounds) the server evaluates w_{t+1} on its held-
 and records accuracy, loss, bytes sent each way and wall time since the previous record
 (:class:`FedHistory`, plotted by :func:`plot_history`).
 The strategy (:func:`~trusttango.federated.strategies.make_strategy`) is FedAvg, DP-FedAvg
-(server-side fixed clipping, McMahan et al. 2018; (epsilon, delta) reported) or FedAvg under
+(Poisson sampling of clients, clipping and noise on the server, McMahan et al. 2018; its
+client-level (epsilon, delta) bound reported) or FedAvg under
 SecAgg+ secure aggregation; all three run through this one server loop and return the same
 :class:`FedHistory`. Clients that train with local DP-SGD report each round's mechanism, and
 the history holds each client's epsilon composed over the rounds it took part in. The final
@@ -144,7 +145,8 @@ def run_server(grid: Grid, cfg: FedConfig) -> FedHistory:
     except TargetReached:
         pass
     if cfg.dp_noise > 0:
-        history.epsilon, history.delta = dp_epsilon(cfg), cfg.dp_delta
+        history.sampled = strategy.sampled
+        history.epsilon, history.delta = dp_epsilon(cfg, strategy.releases), cfg.dp_delta
     history.client_epsilon = {k: composed_epsilon(m, cfg.dp_delta) for k, m in sorted(metered.mechanisms.items())}
     (out / "history.json").write_text(json.dumps(history.to_dict(), indent=2))
     plot_history(history, out / "history.png")

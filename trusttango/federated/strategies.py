@@ -1,9 +1,15 @@
 """Aggregation strategies of the one server app (Flower's Message API strategies).
 
 * FedAvg (McMahan et al. 2017, Algorithm 1): ``w_{t+1} = sum_k (n_k / n) w_{t+1}^k``.
-* DP-FedAvg (McMahan et al. 2018): Flower's server-side fixed clipping of each update to norm
-  ``dp_clip`` and Gaussian noise of std ``dp_noise * dp_clip / m`` on the mean, uniform weights;
-  (epsilon, delta) of the subsampled Gaussian mechanism with rate q = m / K over the rounds.
+* DP-FedAvg (McMahan et al. 2018, "Learning differentially private recurrent language models",
+  Algorithm 1, fixed-denominator estimator): :class:`DPFedAvg`. Each client joins a round
+  independently with probability q = C (Poisson sampling: a variable number of clients per
+  round, possibly none); each update is clipped to L2 norm ``dp_clip``; the server releases
+  ``(sum of clipped updates + N(0, (dp_noise * dp_clip)^2 I)) / (q K)``. That is the
+  Poisson-subsampled Gaussian mechanism with noise multiplier ``dp_noise`` at client level
+  (add or remove one client's data), so the accountants' bound (:func:`dp_epsilon`, RDP) is
+  the bound of the mechanism that runs. Sampling and noise draw from a generator seeded with
+  ``FedConfig.seed``: the guarantee assumes that seed stays secret.
 * SecAgg+ (Bell et al. 2020, "Secure single-server aggregation with (poly)logarithmic
   overhead"; Bonawitz et al. 2017): :class:`SecAggPlusFedAvg` runs Flower's
   ``SecAggPlusWorkflow`` each round, so the server learns only the weighted sum of the updates.
@@ -33,9 +39,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg, Strategy
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from trusttango.federated.config import FedConfig
@@ -46,10 +52,12 @@ MODULUS = 2**32  # SecAgg+ mask modulus M (Flower's largest)
 MIN_CLIP = 1e-8  # smallest quantisation range: updates of exactly zero still need one
 
 
-def dp_epsilon(cfg: FedConfig) -> float:
-    """User-level (epsilon, delta) of DP-FedAvg: the subsampled Gaussian mechanism with
-    sampling rate q = m/K over ``rounds`` steps."""
-    return composed_epsilon([(cfg.dp_noise, cfg.clients_per_round / cfg.clients, cfg.rounds)], cfg.dp_delta)
+def dp_epsilon(cfg: FedConfig, rounds: int | None = None) -> float:
+    """Client-level epsilon at ``cfg.dp_delta`` of :class:`DPFedAvg` (an upper bound, RDP): the
+    Poisson-subsampled Gaussian mechanism with rate q = C, composed over ``rounds`` (default:
+    ``cfg.rounds``) releases."""
+    steps = cfg.rounds if rounds is None else rounds
+    return composed_epsilon([(cfg.dp_noise, cfg.fraction, steps)], cfg.dp_delta)
 
 
 def make_strategy(cfg: FedConfig, client_sizes: list[int] | None = None) -> Strategy:
@@ -58,18 +66,62 @@ def make_strategy(cfg: FedConfig, client_sizes: list[int] | None = None) -> Stra
     when ``dp_noise`` > 0."""
     if cfg.secagg:
         return SecAggPlusFedAvg(cfg, max(client_sizes or [1]))
-    strategy = FedAvg(
+    if cfg.dp_noise > 0:
+        return DPFedAvg(cfg)
+    return FedAvg(
         fraction_train=cfg.fraction,
         fraction_evaluate=0.0,  # the server evaluates the global model centrally each round
         min_train_nodes=cfg.min_clients,
         min_available_nodes=cfg.min_clients,
-        weighted_by_key=UNIT_WEIGHT if cfg.dp_noise > 0 else "num-examples",
+        weighted_by_key="num-examples",
     )
-    if cfg.dp_noise > 0:
-        strategy = DifferentialPrivacyServerSideFixedClipping(
-            strategy, cfg.dp_noise, cfg.dp_clip, cfg.clients_per_round
-        )
-    return strategy
+
+
+class DPFedAvg(FedAvg):
+    """DP-FedAvg with Poisson sampling of clients (module docstring). ``sampled`` lists how
+    many clients each round asked; ``releases`` counts the noisy aggregates (one per round)."""
+
+    def __init__(self, cfg: FedConfig) -> None:
+        super().__init__(
+            fraction_train=cfg.fraction, fraction_evaluate=0.0, min_train_nodes=0,
+            min_available_nodes=cfg.clients, weighted_by_key=UNIT_WEIGHT,
+        )  # fmt: skip
+        self.noise, self.clip, self.expected = cfg.dp_noise, cfg.dp_clip, cfg.fraction * cfg.clients
+        self.rng = np.random.default_rng(cfg.seed)
+        self.sampled: list[int] = []
+        self.releases = 0
+        self._arrays: ArrayRecord | None = None
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> list:
+        """Ask each of the K connected clients independently with probability q = C."""
+        _, nodes = sample_nodes(grid, self.min_available_nodes, 0)
+        chosen = [node for node in sorted(nodes) if self.rng.random() < self.fraction_train]
+        self.sampled.append(len(chosen))
+        self._arrays = arrays
+        config["server-round"] = server_round
+        record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+        return list(self._construct_messages(record, chosen, MessageType.TRAIN))
+
+    def aggregate_train(self, server_round: int, replies) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """``w_t + (sum_k clip(w_k - w_t) + N(0, (sigma C)^2)) / (q K)``; released every round,
+        also when no client was sampled or none replied."""
+        valid, _ = self._check_and_log_replies(list(replies), is_train=True)
+        current = [a.astype(np.float64) for a in self._arrays.to_numpy_ndarrays()]
+        total = [np.zeros_like(a) for a in current]
+        for reply in valid:
+            update = [w.astype(np.float64) - c for w, c in zip(_arrays_of(reply), current, strict=True)]
+            scale = min(1.0, self.clip / max(float(np.sqrt(sum(float((u * u).sum()) for u in update))), 1e-12))
+            total = [t + scale * u for t, u in zip(total, update, strict=True)]
+        noisy = [(t + self.rng.normal(0.0, self.noise * self.clip, t.shape)) / self.expected for t in total]
+        self.releases += 1
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key) if valid else None
+        return add_update(self._arrays, noisy), metrics
+
+
+def _arrays_of(reply) -> list[np.ndarray]:
+    """The one ArrayRecord of a client's reply, as numpy arrays."""
+    (record,) = reply.content.array_records.values()
+    return record.to_numpy_ndarrays()
 
 
 def quantization_levels(clients: int) -> int:
@@ -164,16 +216,16 @@ class SecAggPlusFedAvg(FedAvg):
                 break
             self.clip = 2 * peak  # clipped: the sum is not the mean; again with a range that holds
         self.clip = max(2 * peak, MIN_CLIP)  # the next round's range, from this round's updates
-        return add_update(arrays, results[0].parameters), train_metrics(results)
+        from flwr.common import parameters_to_ndarrays
+
+        return add_update(arrays, parameters_to_ndarrays(results[0].parameters)), train_metrics(results)
 
 
-def add_update(arrays: ArrayRecord, parameters) -> ArrayRecord:
-    """``arrays`` plus the aggregated update (legacy ``Parameters``, the same order and shapes)."""
+def add_update(arrays: ArrayRecord, update: list[np.ndarray]) -> ArrayRecord:
+    """``arrays`` plus the aggregated ``update`` (the same order and shapes)."""
     import torch
-    from flwr.common import parameters_to_ndarrays
 
     state = arrays.to_torch_state_dict()
-    update = parameters_to_ndarrays(parameters)
     return ArrayRecord({k: (v.double() + torch.from_numpy(np.asarray(u))).to(v.dtype) for (k, v), u in
                         zip(state.items(), update, strict=True)})  # fmt: skip
 
