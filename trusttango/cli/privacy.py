@@ -26,11 +26,11 @@ def _read_mapping(path: Path, option: str) -> dict:
 
 def _spec(path: Path | None) -> dict:
     """A small YAML/JSON declaration: ``identifiers``, ``quasi_identifiers`` (list, or name -> kind),
-    ``sensitive`` and ``hierarchies`` (column -> {value: parent})."""
+    ``sensitive``, ``insensitive`` and ``hierarchies`` (column -> {value: parent})."""
     if path is None:
         return {}
     spec = _read_mapping(path, "--spec")
-    unknown = set(spec) - {"identifiers", "quasi_identifiers", "sensitive", "hierarchies"}
+    unknown = set(spec) - {"identifiers", "quasi_identifiers", "sensitive", "insensitive", "hierarchies"}
     require(not unknown, f"--spec {path}: unknown key(s) {', '.join(sorted(unknown))}")
     return spec
 
@@ -53,9 +53,11 @@ def anonymize_cmd(
     qi: str = typer.Option("", help="Quasi-identifier columns, comma-separated (kinds inferred from the values)."),
     sensitive: str = typer.Option("", help="Sensitive columns, comma-separated (kept as they are)."),
     identifiers: str = typer.Option("", help="Direct identifiers to drop, comma-separated."),
+    insensitive: str = typer.Option("", help="Columns published as they are, comma-separated."),
     spec: Path = typer.Option(
         None,
-        help="YAML/JSON with identifiers, quasi_identifiers (name: numeric|categorical), sensitive, hierarchies.",
+        help="YAML/JSON with identifiers, quasi_identifiers (name: numeric|categorical), sensitive, insensitive, "
+        "hierarchies.",
     ),
     hierarchies: str = typer.Option(
         "", help="YAML/JSON {column: {value: parent}} generalisation hierarchies ('adult': built-in; default flat)."
@@ -65,25 +67,28 @@ def anonymize_cmd(
     out: Path = typer.Option(Path("released.csv"), help="Released CSV to write (the input is never modified)."),
 ) -> None:
     """k-anonymise a table with Mondrian (categorical QIs up their hierarchies), report information
-    loss (NCP), and run a linkage attack."""
-    from trusttango.privacy.release import anonymize, describe, read_table, release_linkage
+    loss (NCP), and run a linkage attack. Every column must be declared: identifier (dropped),
+    quasi-identifier (generalised), sensitive or insensitive (published as they are)."""
+    from trusttango.privacy.release import anonymize, describe, linkage_summary, read_table, release_linkage
 
     declared = _spec(spec)
     quasi = declared.get("quasi_identifiers") or items(qi)
     require(len(quasi) > 0, "--qi: give the quasi-identifier columns (or a --spec file)")
-    sens = declared.get("sensitive") or items(sensitive)
-    ids = declared.get("identifiers") or items(identifiers)
+    roles = {role: declared.get(role) or items(given) for role, given in
+             [("sensitive", sensitive), ("identifiers", identifiers), ("insensitive", insensitive)]}  # fmt: skip
+    require(table in ("lecture", "adult") or out.resolve() != Path(table).resolve(), f"--out {out}: is the input table")
     frame = read_table(table)
-    result = anonymize(frame, k, quasi, sens, ids, l_div or None, _hierarchies(declared, hierarchies), t_close or None)
+    result = anonymize(
+        frame, k, quasi, roles["sensitive"], roles["identifiers"], l_div or None, _hierarchies(declared, hierarchies),
+        t_close or None, roles["insensitive"],
+    )  # fmt: skip
+    before, after = release_linkage(frame, result)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out, index=False)
-    before, after = release_linkage(frame, result)
     console.print(describe(result))
-    names = ", ".join(result.quasi_identifiers)
-    console.print(
-        f"linkage attack on {names}: {before.reidentified}/{before.population} people re-identified "
-        f"from the raw release, {after.reidentified} from the anonymised one"
-    )
+    for name in result.likely_identifiers:
+        console.print(f"warning: column {name!r} is unique per row, a likely identifier; declare it --identifiers")
+    console.print(linkage_summary(before, after, result))
     console.print(f"written {out}")
 
 

@@ -4,7 +4,7 @@ defend against."""
 
 from trusttango.privacy.release.anonymity import Anonymized, anonymize, describe, lecture_table, read_table
 from trusttango.privacy.release.hierarchy import ANY, Hierarchy, adult_hierarchies, parse_hierarchies
-from trusttango.privacy.release.linkage import Linkage, linkage_attack, release_linkage
+from trusttango.privacy.release.linkage import Linkage, linkage_attack, linkage_summary, release_linkage
 
 __all__ = [
     "ANY",
@@ -16,6 +16,7 @@ __all__ = [
     "describe",
     "lecture_table",
     "linkage_attack",
+    "linkage_summary",
     "parse_hierarchies",
     "read_table",
     "release_linkage",

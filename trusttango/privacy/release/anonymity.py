@@ -26,9 +26,13 @@ hierarchy when none is given). The input frame is never modified.
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,6 +75,34 @@ class Anonymized:
     n_classes: int
     t_closeness: float | None = None
     hierarchies: dict[str, Hierarchy] = field(default_factory=dict)  # those used for the categorical QIs
+    likely_identifiers: list[str] = field(default_factory=list)  # published columns unique per row
+
+
+def unique_per_row(frame: pd.DataFrame) -> list[str]:
+    """The columns whose values differ in every row (none missing): likely direct identifiers."""
+    if len(frame) < 2:
+        return []
+    return [name for name in frame.columns if frame[name].notna().all() and frame[name].is_unique]
+
+
+def check_declared(frame: pd.DataFrame, declared: Mapping[str, list[str]]) -> None:
+    """Every column of ``frame`` declared exactly once (``declared``: role -> columns), each
+    declared column present, no column name twice: nothing undeclared is ever published."""
+    require(frame.columns.is_unique, f"columns named twice: {', '.join(frame.columns[frame.columns.duplicated()])}")
+    roles: dict[str, str] = {}
+    for role, names in declared.items():
+        for name in names:
+            require(
+                name in frame.columns, f"{role}: column {name!r} not in the table (columns: {', '.join(frame.columns)})"
+            )
+            require(name not in roles, f"column {name!r} is declared both {roles.get(name)} and {role}")
+            roles[name] = role
+    undeclared = [name for name in frame.columns if name not in roles]
+    require(
+        not undeclared,
+        f"undeclared column(s) {', '.join(undeclared)}: declare each as identifier, quasi-identifier, sensitive "
+        "or insensitive (only declared columns are published)",
+    )
 
 
 def qi_kinds(frame: pd.DataFrame, qi: list[str] | dict[str, str], hierarchical: tuple[str, ...] = ()) -> dict[str, str]:
@@ -229,24 +261,27 @@ def anonymize(
     l_diversity: int | None = None,
     hierarchies: Mapping[str, Hierarchy | Mapping[str, str]] | None = None,
     t_closeness: float | None = None,
+    insensitive: list[str] | None = None,
 ) -> Anonymized:
     """k-anonymise ``frame`` with Mondrian, optionally distinct l-diverse and / or t-close on the
     first sensitive column. Categorical QIs generalise up ``hierarchies`` (column -> hierarchy or
-    child -> parent mapping; flat when absent). Identifier columns are dropped; the input is not modified."""
-    sensitive, identifiers = list(sensitive or []), list(identifiers or [])
+    child -> parent mapping; flat when absent).
+
+    Every column must be declared (as ARX asks): ``identifiers`` are dropped, ``qi`` generalised,
+    ``sensitive`` and ``insensitive`` published as they are; an undeclared column is an
+    ``InputError``. Published columns unique per row are listed in ``likely_identifiers``. The
+    input is not modified."""
+    sensitive, identifiers, insensitive = list(sensitive or []), list(identifiers or []), list(insensitive or [])
     require(isinstance(k, int) and k >= 1, f"k must be an integer >= 1, got {k!r}")
     require(k <= len(frame), f"k={k} is larger than the table ({len(frame)} rows)")
-    for name in sensitive + identifiers:
-        require(name in frame.columns, f"column {name!r} not in the table (columns: {', '.join(frame.columns)})")
+    require(len(qi) > 0, "qi: give at least one quasi-identifier column")
+    declared = {"identifier": identifiers, "quasi-identifier": list(qi), "sensitive": sensitive}
+    check_declared(frame, declared | {"insensitive": insensitive})
     trees = {
         name: h if isinstance(h, Hierarchy) else Hierarchy(h, f"hierarchies: {name}")
         for name, h in (hierarchies or {}).items()
     }
     kinds = qi_kinds(frame, qi, tuple(trees))
-    require(
-        not set(kinds) & set(sensitive + identifiers),
-        "a column cannot be both a quasi-identifier and sensitive/identifier",
-    )
     requirement = _requirement(frame, k, sensitive, l_diversity, t_closeness)
     qis = [
         _NumericQI(name, frame[name]) if kind == "numeric" else _CategoricalQI(name, frame[name], trees.get(name))
@@ -265,23 +300,53 @@ def anonymize(
         released[name] = values
     ncp = penalty / (len(frame) * len(kinds))
     used = {name: q.hierarchy for name, q in zip(kinds, qis, strict=True) if isinstance(q, _CategoricalQI)}
-    return Anonymized(released, k, l_diversity, list(kinds), sensitive, ncp, len(parts), t_closeness, used)
+    published = frame[sensitive + insensitive]
+    return Anonymized(
+        released, k, l_diversity, list(kinds), sensitive, ncp, len(parts), t_closeness, used, unique_per_row(published)
+    )
 
 
 def read_table(path: str) -> pd.DataFrame:
-    """Read a CSV table (or the built-in ``lecture`` / ``adult`` tables by name)."""
+    """Read a comma-separated table (or the built-in ``lecture`` / ``adult`` tables by name).
+
+    Refused with a one-line ``InputError`` naming the column: a byte-order mark, an empty or
+    repeated header (pandas would rename them ``Unnamed: 2`` / ``age.1`` and publish them under
+    names nobody declared) and another delimiter (the table reads as one column)."""
     if path == "lecture":
         return lecture_table()
     if path == "adult":
         from trusttango.data.tabular import adult_frame
 
         return adult_frame()
+    file = Path(path)
+    require(file.is_file(), f"{path}: no such file")
+    raw = file.read_bytes()
+    _check_header(path, raw)
     try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        return pd.read_csv(io.BytesIO(raw))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not a readable CSV table ({err})") from None
+
+
+def _check_header(path: str, raw: bytes) -> None:
+    """The header row: no byte-order mark, every name non-empty and unique, more than one
+    column unless the only one holds no other delimiter."""
+    text = raw.decode("utf-8", errors="replace")
+    require(text.strip(), f"{path}: empty file (expected a header row and records)")
+    header = next(csv.reader([text.splitlines()[0]]))
+    require(
+        not raw.startswith(codecs.BOM_UTF8),
+        f"{path}: starts with a byte-order mark, so the first column would be named {header[0]!r}; "
+        "save it as UTF-8 without one",
+    )
+    for i, name in enumerate(header, 1):
+        require(name.strip(), f"{path}: column {i} has an empty header")
+    seen = [name for i, name in enumerate(header) if name in header[:i]]
+    if seen:
+        raise InputError(f"{path}: column {seen[0]!r} appears more than once in the header")
+    other = [d for d in (";", "\t", "|") if len(header) == 1 and d in header[0]]
+    if other:
+        raise InputError(f"{path}: reads as one column {header[0]!r}: the delimiter looks like {other[0]!r}, not ','")
 
 
 def describe(result: Anonymized) -> str:
@@ -302,4 +367,6 @@ __all__ = [
     "read_table",
     "qi_kinds",
     "describe",
+    "check_declared",
+    "unique_per_row",
 ]

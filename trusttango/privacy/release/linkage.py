@@ -10,7 +10,7 @@ A raw value matches a released one when it is equal, lies inside a released nume
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ class Linkage:
     reidentified: int
     population: int
     candidates: np.ndarray  # per identified person: number of released records matching
+    columns: list[str] = field(default_factory=list)  # the columns the attack joined on
 
     @property
     def rate(self) -> float:
@@ -89,13 +90,33 @@ def linkage_attack(
         for col, value in zip(columns, row, strict=False):
             mask &= col.matches(value)
         counts += mask * int(row[-1])
-    return Linkage(int((counts == 1).sum()), len(identified), counts)
+    return Linkage(int((counts == 1).sum()), len(identified), counts, list(qi))
 
 
 def release_linkage(raw: pd.DataFrame, release: Anonymized) -> tuple[Linkage, Linkage]:
-    """The linkage attack on the quasi-identifiers of ``release`` against the identified ``raw``
-    table: first on ``raw`` itself released without its direct identifiers (what de-identification
-    alone protects), then on the anonymised ``release`` (with its hierarchies)."""
+    """The linkage attack against the identified ``raw`` table: first on ``raw`` itself released
+    without its direct identifiers (what de-identification alone protects), then on the
+    anonymised ``release``: the worst of the join on its quasi-identifiers (with its
+    hierarchies) and the join on each published column unique per row (a direct identifier
+    left in the release re-identifies everyone whose value the attacker holds)."""
     qi = list(release.quasi_identifiers)
     plain = raw.drop(columns=[c for c in raw.columns if c not in release.table.columns])
-    return linkage_attack(plain, raw, qi), linkage_attack(release.table, raw, qi, release.hierarchies)
+    attacks = [linkage_attack(release.table, raw, qi, release.hierarchies)]
+    attacks += [linkage_attack(release.table, raw, [name]) for name in release.likely_identifiers]
+    return linkage_attack(plain, raw, qi), max(attacks, key=lambda attack: attack.reidentified)
+
+
+def linkage_summary(before: Linkage, after: Linkage, release: Anonymized) -> str:
+    """One line: people re-identified from the raw and from the anonymised release; "0" for the
+    release only when no published column re-identifies anyone."""
+    line = (
+        f"linkage attack on {', '.join(release.quasi_identifiers)}: {before.reidentified}/{before.population} "
+        "people re-identified from the raw release"
+    )
+    if not release.likely_identifiers:
+        return f"{line}, {after.reidentified} from the anonymised one"
+    left = ", ".join(release.likely_identifiers)
+    return (
+        f"{line}; the anonymised one still publishes {len(release.likely_identifiers)} likely direct "
+        f"identifier(s) ({left}, unique per row): {after.reidentified} re-identified through {', '.join(after.columns)}"
+    )
