@@ -17,7 +17,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from trusttango.federated import FedConfig, simulate
-from trusttango.federated.client_app import local_update
+from trusttango.federated.client_app import client_seed, local_update
 from trusttango.federated.config import build_global_model, model_config, save_npz
 from trusttango.federated.deploy import LocalDeployment, free_port
 from trusttango.federated.strategies import dp_epsilon
@@ -115,6 +115,26 @@ def test_client_dp_sgd_clips_adds_noise_and_reports_epsilon(digits):
     clipped = local_update(_content(model_cfg, model, 1e-4, clip=0.01), data)
     assert _moved(clipped, model) < 0.1 * 0.01 * 20 * 2 < 0.2 * _moved(plain, model)
     assert _moved(private, model) != pytest.approx(_moved(plain, model), rel=0.05)
+
+
+def test_each_client_and_round_trains_from_its_own_seed(digits):
+    """Fresh seeds: the same (client, round) reproduces its update exactly; another client or
+    another round draws other lots and noise (a seed shared by every client fails this)."""
+    data = digits.train.subset(np.arange(100))
+    model_cfg = model_config(FedConfig(), data)
+    model = build_global_model(model_cfg, seed=1)
+
+    def update(client: int, server_round: int) -> torch.Tensor:
+        content = _content(model_cfg, model, 1.0)
+        content["config"]["server-round"] = server_round
+        reply = local_update(content, data, client_id=client)["arrays"].to_torch_state_dict()
+        return torch.cat([v.flatten() for v in reply.values()])
+
+    first = update(0, 1)
+    assert torch.equal(first, update(0, 1))
+    assert not torch.allclose(first, update(1, 1)) and not torch.allclose(first, update(0, 2))
+    seeds = {client_seed(0, k, r) for k in range(50) for r in range(200)}
+    assert len(seeds) == 50 * 200  # no two (client, round) pairs share a seed (7919 k + r would at r = 7919)
 
 
 @pytest.mark.slow

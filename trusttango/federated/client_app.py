@@ -58,6 +58,12 @@ def check_model(model_cfg: ModelConfig, data: LabelledDataset, arrays: ArrayReco
     return state
 
 
+def client_seed(seed: int, client_id: int, server_round: int) -> int:
+    """The training seed of one client in one round: a distinct stream for every
+    (run seed, client, round) triple (NumPy's ``SeedSequence``), never shared or reused."""
+    return int(np.random.SeedSequence([seed, client_id, server_round]).generate_state(1)[0])
+
+
 def local_update(content: RecordDict, data: LabelledDataset, client_id: int = 0) -> RecordDict:
     """ClientUpdate(k, w): E epochs of SGD with batch B on ``data`` from the global ``w``
     (``content`` holds ``arrays`` and ``config``); returns the reply's records.
@@ -66,13 +72,13 @@ def local_update(content: RecordDict, data: LabelledDataset, client_id: int = 0)
     2016, Algorithm 1: Poisson lots of rate B/n_k, per-example clipping to ``local-dp-clip``,
     Gaussian noise; :class:`~trusttango.privacy.dp.DPSGD` on the one loop) and reports this
     round's mechanism (sigma, q, steps) and epsilon, so the server can compose them per client.
-    Each (client, round) draws its own shuffles and noise (``seed`` + client + round)."""
+    Each (client, round) draws its own shuffles and noise (:func:`client_seed`)."""
     config = content["config"]
     model_cfg = ModelConfig.from_dict(json.loads(str(config["model"])))
     model = build_global_model(model_cfg)
     model.load_state_dict(check_model(model_cfg, data, content["arrays"]))
     batch = int(config["batch-size"]) or len(data)
-    seed = int(config["seed"]) + 7919 * client_id + int(config.get("server-round", 0))
+    seed = client_seed(int(config["seed"]), client_id, int(config.get("server-round", 0)))
     tc = TrainConfig(
         epochs=int(config["local-epochs"]), batch_size=batch, optimizer="sgd", lr=float(config["lr"]),
         momentum=0.0, weight_decay=0.0, schedule="constant", seed=seed, device="cpu", progress=False,
