@@ -17,6 +17,9 @@ def audit(
     config: Path = typer.Option(None, help="YAML file with any AuditConfig option; flags override it."),
     sampler: str = typer.Option(None, help="Search sampler: random | tpe | cmaes | evolution."),
     seed: int = typer.Option(None),
+    robust_eps: float = typer.Option(
+        None, help="L-inf budget of the robustness verdict (default: the data's published one, named in the report)."
+    ),
     force: bool = typer.Option(False, help="Write into an existing, non-empty report folder."),
 ) -> None:
     """Search (or load) a model, then explain, attack, detect, probe privacy and fairness; write the report."""
@@ -26,6 +29,7 @@ def audit(
     if model is not None:
         model = model_dir(model)
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
+    flags["robust_eps"] = robust_eps
     flags["force"] = force or None
     if config is not None:
         cfg = AuditConfig.from_yaml(config, **flags)

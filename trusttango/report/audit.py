@@ -26,17 +26,29 @@ from trusttango.errors import InputError, require
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
 from trusttango.report.html import Figure, Section, write_report
+from trusttango.report.verdicts import (
+    STRONG_PGD,
+    ThreatModel,
+    accuracy_verdict,
+    detection_verdict,
+    graded,
+    insight_verdict,
+    privacy_verdict,
+    robustness_verdict,
+    threat_model,
+)
 from trusttango.torchutil import batched_forward
 
 
 @dataclass
 class Thresholds:
-    """What counts as trustworthy; each verdict is ``pass`` / ``warn`` / ``fail`` against these."""
+    """What counts as trustworthy (:mod:`trusttango.report.verdicts` says how each is used)."""
 
     accuracy: float = 0.85  # test accuracy
-    ara: float = 0.005  # adversarial robustness area (RMS units)
-    detection_auc: float = 0.9  # entropy detector AUC on an unseen attack
-    membership_auc: float = 0.6  # membership-inference AUC (lower is better)
+    robust_accuracy: float = 0.5  # accuracy under strong PGD at the data's stated budget
+    detection_auc: float = 0.9  # detector AUC under an adaptive attack
+    membership_auc: float = 0.6  # membership-inference AUC above which a leak is shown (lower is better)
+    dp_epsilon: float = 10.0  # differential-privacy bound a privacy pass needs
     fairness_gap: float = 0.1  # largest demographic-parity / equalised-odds difference
 
 
@@ -55,6 +67,7 @@ class AuditConfig:
     n_explain: int = 8
     n_attack: int = 200
     n_membership: int = 2000
+    robust_eps: float | None = None  # L-inf budget of the robustness verdict (default: the data's, with its source)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -96,6 +109,11 @@ class Context:
         assert self.saved is not None
         return self.saved.model
 
+    @property
+    def accurate(self) -> bool:
+        """Whether the model met its accuracy threshold (the evaluation stage ran first)."""
+        return self.record.get("evaluation", {}).get("accuracy", 0.0) >= self.config.thresholds.accuracy
+
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
         test = self.splits.test
@@ -104,12 +122,6 @@ class Context:
         index = keep.nonzero().flatten()[:n]
         require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
         return test.x[index], test.y[index]
-
-
-def _verdict(value: float, threshold: float, higher_is_better: bool = True) -> str:
-    good = value >= threshold if higher_is_better else value <= threshold
-    near = value >= 0.9 * threshold if higher_is_better else value <= 1.1 * threshold
-    return "pass" if good else "warn" if near else "fail"
 
 
 def genesis(ctx: Context) -> Section:
@@ -145,7 +157,7 @@ def evaluation(ctx: Context) -> Section:
 
     result = evaluate(ctx.model, ctx.splits.test)
     png = plot_confusion(result, ctx.figures / "confusion.png")
-    t = ctx.config.thresholds.accuracy
+    verdict = accuracy_verdict(result.accuracy, ctx.config.thresholds.accuracy)
     rows = [
         [n, p, r, s]
         for n, p, r, s in zip(result.class_names, result.precision, result.recall, result.support, strict=False)
@@ -156,8 +168,8 @@ def evaluation(ctx: Context) -> Section:
         "Performance",
         "How well does it classify unseen data?",
         headline=f"test accuracy {result.accuracy:.3f}",
-        verdict=_verdict(result.accuracy, t),
-        threshold=f"threshold {t:.2f}",
+        verdict=verdict.verdict,
+        threshold=verdict.rule,
         figures=[Figure(png, "Confusion matrix (rows: true class)")],
         tables=[("Per-class metrics", ["class", "precision", "recall", "support"], rows)],
     )
@@ -185,25 +197,46 @@ def insight(ctx: Context) -> Section:
     rows = compare_methods(ctx.model, x, y, methods=methods)
     header = list(rows[0])
     best = min(rows, key=lambda r: r["deletion_game_area"])
+    verdict = insight_verdict(best["sanity_spearman"], ctx.accurate)
     ctx.record["insight"] = rows
     return Section(
         "insight",
         "Insight",
         "Why does it decide as it does, and which explanation is faithful?",
         headline=f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})",
-        verdict="pass" if best["sanity_spearman"] < 0.5 else "warn",
-        threshold="sanity: maps of a randomised model must differ (Spearman < 0.5)",
+        verdict=verdict.verdict,
+        threshold=verdict.rule,
         text=note,
         figures=figures,
         tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
     )
 
 
+def strong_robust_accuracy(ctx: Context, threat: ThreatModel) -> float:
+    """Robust accuracy on the first ``n_attack`` test examples: correct before and after PGD with
+    :data:`~trusttango.report.verdicts.STRONG_PGD` at the ``threat`` budget."""
+    from trusttango.robust import robust_accuracy
+    from trusttango.robust.attacks import make_attack
+
+    test = ctx.splits.test
+    x, y = test.x[: ctx.config.n_attack], test.y[: ctx.config.n_attack]
+    with torch.no_grad():
+        correct = batched_forward(ctx.model, x).argmax(1).cpu() == y
+    if not correct.any():
+        return 0.0
+    attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
+    return robust_accuracy(attack, x[correct], y[correct]) * float(correct.float().mean())
+
+
 def robustness(ctx: Context) -> Section:
-    """Accuracy under PGD vs epsilon (L-inf and L2) and the ARA score."""
+    """Robust accuracy under strong PGD at the data's stated budget (the verdict), accuracy under
+    PGD vs epsilon (L-inf and L2) and the ARA score."""
     from trusttango.robust import ara, robustness_curve
     from trusttango.robust.plots import plot_ara, plot_curves
 
+    threat = threat_model(ctx.config.data, ctx.config.robust_eps)
+    robust = strong_robust_accuracy(ctx, threat)
+    verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     x, y = ctx.sample(ctx.config.n_attack)
     curves = [
         robustness_curve(ctx.model, x, y, [0.0, 0.01, 0.02, 0.05, 0.1], attack="pgd", norm="linf", steps=10),
@@ -212,23 +245,26 @@ def robustness(ctx: Context) -> Section:
     curve_png = plot_curves(curves, ctx.figures / "robustness_curves.png")
     result = ara(ctx.model, x[: ctx.config.n_attack // 2], y[: ctx.config.n_attack // 2])
     ara_png = plot_ara({"model": result}, ctx.figures / "ara.png")
-    t = ctx.config.thresholds.ara
-    ctx.record["robustness"] = {"curves": [c.to_dict() for c in curves], "ara": result.to_dict()}
+    ctx.record["robustness"] = {
+        "robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm, "eps_source": threat.source,
+        "attack": {"name": "pgd", **STRONG_PGD}, "curves": [c.to_dict() for c in curves], "ara": result.to_dict(),
+    }  # fmt: skip
     rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
     return Section(
         "robustness",
         "Robustness",
         "Can it be fooled by small, deliberate changes to its input?",
-        headline=f"ARA {result.ara:.4f}",
-        verdict=_verdict(result.ara, t),
-        threshold=f"threshold {t}",
-        text="Accuracy under PGD on correctly classified test images; ARA integrates the accuracy above chance "
-        "over the minimum RMS perturbation (Woods et al. 2019).",
+        headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g}; ARA {result.ara:.4f}",
+        verdict=verdict.verdict,
+        threshold=verdict.rule,
+        text="The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget. The curves: PGD-10 on "
+        "correctly classified test images; ARA integrates the accuracy above chance over the minimum RMS "
+        "perturbation (Woods et al. 2019).",
         figures=[
-            Figure(curve_png, "Accuracy vs attack budget"),
+            Figure(curve_png, "Accuracy vs attack budget (PGD-10, correctly classified images)"),
             Figure(ara_png, "Accuracy vs minimum RMS perturbation"),
         ],
-        tables=[("Accuracy under PGD", ["norm", "eps", "accuracy"], rows)],
+        tables=[("Accuracy under PGD-10", ["norm", "eps", "accuracy"], rows)],
     )
 
 
@@ -257,7 +293,7 @@ def detection(ctx: Context) -> Section:
         reason = f"{' and '.join(unflipped)} flipped none of the {len(x) - half} held-out inputs: nothing to detect"
         return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=reason)
     png = plot_roc(curves, ctx.figures / "detector_roc.png", "feature-response entropy detector")
-    t = ctx.config.thresholds.detection_auc
+    verdict = detection_verdict(adaptive=False)
     ctx.record["detection"] = [r.to_dict() for r in results]
     rows = [[r.attack, r.auc, r.precision, r.recall, r.fpr_at_95_recall] for r in results]
     worst = min(results, key=lambda r: r.auc)
@@ -267,9 +303,10 @@ def detection(ctx: Context) -> Section:
         "Attack detection",
         "Would we notice an adversarial input?",
         headline=f"AUC {worst.auc:.3f} on {worst.attack}",
-        verdict=_verdict(worst.auc, t),
-        threshold=f"threshold {t}",
-        text=f"Fitted on FGSM, then scored on held-out FGSM and on PGD, an attack it never saw.{note}",
+        verdict=verdict.verdict,
+        threshold=verdict.rule,
+        text=f"Fitted on FGSM, then scored on held-out FGSM and on PGD, an attack it never saw; neither knows the "
+        f"detector, so these AUCs are upper bounds on what it catches.{note}",
         figures=[Figure(png, "ROC of the local-spatial-entropy detector (fitted on FGSM)")],
         tables=[("Detection", ["attack", "AUC", "precision", "recall", "FPR at 95% recall"], rows)],
     )
@@ -290,15 +327,18 @@ def privacy(ctx: Context) -> Section:
         if guarantee
         else "Not trained with differential privacy (train with `trusttango train --dp` for a guarantee)."
     )
-    t = ctx.config.thresholds.membership_auc
+    t = ctx.config.thresholds
+    verdict = privacy_verdict(
+        result.auc, t.membership_auc, guarantee["epsilon"] if guarantee else None, t.dp_epsilon, ctx.accurate
+    )
     ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee}
     return Section(
         "privacy",
         "Privacy",
         "Does the model leak who was in its training data?",
         headline=f"membership AUC {result.auc:.3f}",
-        verdict=_verdict(result.auc, t, higher_is_better=False),
-        threshold=f"threshold {t} (0.5 = no leakage)",
+        verdict=verdict.verdict,
+        threshold=verdict.rule,
         text=f"{result.interpretation()}. {dp_text}",
         figures=[Figure(png, "ROC of the loss-threshold membership attack (Yeom et al. 2018)")],
     )
@@ -323,8 +363,8 @@ def fairness(ctx: Context) -> Section:
     frame = report.frame().reset_index()
     ctx.record["fairness"] = report.to_dict()
     section.headline = f"largest gap: {worst_name} {worst.difference:.3f}"
-    section.verdict = _verdict(abs(worst.difference), t, higher_is_better=False)
-    section.threshold = f"threshold {t}"
+    section.verdict = graded(abs(worst.difference), t, higher_is_better=False)
+    section.threshold = f"largest gap <= {t:g} (the user's threshold)"
     section.tables.append(("Per-group metrics", list(frame.columns), frame.values.tolist()))
     return section
 
@@ -357,6 +397,7 @@ def _seed_stage(seed: int, index: int) -> None:
 def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     """Run every stage and write ``index.html``, ``audit.json`` and figures into ``config.out``."""
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
+    threat_model(config.data, config.robust_eps)  # a bad budget fails before any long work
     splits = load_data(config.data, seed=config.seed)
     if config.model is not None:  # mismatches fail before any long work
         check_compatible(load_model(config.model).config, splits.train)

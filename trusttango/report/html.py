@@ -14,8 +14,6 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-VERDICTS = ("pass", "warn", "fail", "n/a")
-
 
 @dataclass
 class Figure:
@@ -29,8 +27,8 @@ class Figure:
 class Section:
     """One pillar's evidence: a headline figure with its verdict, then the detail.
 
-    ``verdict`` is ``pass`` / ``warn`` / ``fail`` against the user's threshold, or ``n/a``
-    with ``skipped`` saying why the section does not apply.
+    ``verdict`` is one of :data:`trusttango.report.verdicts.VERDICTS` and ``threshold`` the rule
+    it was reached by; ``n/a`` with ``skipped`` saying why the section does not apply.
     """
 
     key: str

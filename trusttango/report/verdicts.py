@@ -1,0 +1,123 @@
+"""The audit's verdicts: each a pure function of measured figures and the user's thresholds,
+returning the verdict and the rule, with its source, that the report prints beside it.
+
+Contract: a verdict never says more than the evidence behind it.
+
+* ``pass`` / ``warn`` / ``fail``: the figure against its threshold (``warn``: on the wrong side
+  by at most 10 % of the threshold).
+* ``not established``: the evidence a reviewer of the field asks for has not been produced
+  (a detector not evaluated under an adaptive attack; privacy with only an average-case attack
+  and no differential-privacy bound).
+* ``not meaningful``: the model fails its accuracy threshold, so robustness, explanations and
+  leakage of that model say nothing about one worth deploying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trusttango.errors import require
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+NOT_ESTABLISHED, NOT_MEANINGFUL = "not established", "not meaningful"
+VERDICTS = (PASS, WARN, FAIL, NOT_ESTABLISHED, NOT_MEANINGFUL, "n/a")
+STRONG_PGD = {"steps": 50, "restarts": 5}  # the strongest attack the project runs for a verdict
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict and the rule (with its source) it was reached by."""
+
+    verdict: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """The perturbation budget robustness is judged at, and where that budget comes from."""
+
+    eps: float
+    norm: str
+    source: str
+
+
+THREAT_MODELS: dict[str, ThreatModel] = {
+    "mnist-5k": ThreatModel(0.3, "linf", "MNIST: Madry et al. 2018, the MNIST challenge budget"),
+    "fashion-mnist": ThreatModel(0.1, "linf", "Fashion-MNIST: Wong & Kolter 2018, Sec. 5"),
+    "digits": ThreatModel(0.1, "linf", "8x8 digits: no published budget; Fashion-MNIST's, Wong & Kolter 2018"),
+}
+NATURAL_IMAGES = ThreatModel(8 / 255, "linf", "natural images: RobustBench's L-inf budget, Croce et al. 2021")
+
+
+def threat_model(data: str, eps: float | None = None) -> ThreatModel:
+    """The budget for ``data`` (:data:`THREAT_MODELS`, else :data:`NATURAL_IMAGES`); ``eps``
+    given by the user overrides it and is reported as the user's choice."""
+    if eps is not None:
+        require(0 < eps <= 1, f"robust_eps must lie in (0, 1], got {eps}")
+        return ThreatModel(float(eps), "linf", "set by the user")
+    return THREAT_MODELS.get(data, NATURAL_IMAGES)
+
+
+def graded(value: float, threshold: float, higher_is_better: bool = True) -> str:
+    """``pass`` on the right side of ``threshold``, ``warn`` within 10 % of it, ``fail`` beyond."""
+    good = value >= threshold if higher_is_better else value <= threshold
+    near = value >= 0.9 * threshold if higher_is_better else value <= 1.1 * threshold
+    return PASS if good else WARN if near else FAIL
+
+
+_NOT_ACCURATE = "the model fails its accuracy threshold: this figure describes no model worth deploying"
+
+
+def accuracy_verdict(accuracy: float, threshold: float) -> Verdict:
+    return Verdict(graded(accuracy, threshold), f"test accuracy >= {threshold:g} (the user's threshold)")
+
+
+def robustness_verdict(robust: float, threat: ThreatModel, threshold: float, accurate: bool) -> Verdict:
+    """Robust accuracy (correct before and after the attack) under PGD with
+    :data:`STRONG_PGD` at the stated budget, against ``threshold``."""
+    if not accurate:
+        return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
+    rule = (
+        f"robust accuracy >= {threshold:g} under PGD ({STRONG_PGD['steps']} steps, {STRONG_PGD['restarts']} "
+        f"restarts; Madry et al. 2018) at {threat.norm} eps {threat.eps:.4g} ({threat.source})"
+    )
+    return Verdict(graded(robust, threshold), rule)
+
+
+def insight_verdict(sanity_spearman: float, accurate: bool) -> Verdict:
+    """The most faithful map must fail the model-randomisation sanity check's similarity bound."""
+    if not accurate:
+        return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
+    rule = "maps of a randomised model must differ: Spearman < 0.5 (Adebayo et al. 2018, sanity checks)"
+    return Verdict(PASS if sanity_spearman < 0.5 else WARN, rule)
+
+
+def detection_verdict(adaptive: bool, auc: float | None = None, threshold: float = 0.9) -> Verdict:
+    """A detector counts only once evaluated under an adaptive attack that knows it."""
+    source = "Carlini & Wagner 2017, 'Adversarial examples are not easily detected'; Tramer et al. 2020"
+    if not adaptive or auc is None:
+        return Verdict(NOT_ESTABLISHED, f"no adaptive attack has been run against the detector ({source})")
+    return Verdict(graded(auc, threshold), f"AUC >= {threshold:g} under an adaptive attack ({source})")
+
+
+def privacy_verdict(
+    membership_auc: float,
+    auc_threshold: float,
+    dp_epsilon: float | None,
+    epsilon_threshold: float,
+    accurate: bool,
+) -> Verdict:
+    """``fail`` when the average-case attack already shows a leak or the DP bound is weak;
+    ``pass`` only on a differential-privacy bound; ``not established`` otherwise."""
+    if not accurate:
+        return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
+    if membership_auc > auc_threshold:
+        return Verdict(FAIL, f"a leak shown: membership AUC above {auc_threshold:g} (Yeom et al. 2018)")
+    dp_rule = f"DP bound epsilon <= {epsilon_threshold:g} (Ponomareva et al. 2023, 'How to DP-fy ML', Sec. 5.2)"
+    if dp_epsilon is not None:
+        return Verdict(PASS if dp_epsilon <= epsilon_threshold else FAIL, dp_rule)
+    return Verdict(
+        NOT_ESTABLISHED,
+        "only an average-case attack ran; a low AUC does not show the absence of a leak at low false-positive "
+        f"rates (Carlini et al. 2022): needs a {dp_rule}",
+    )
