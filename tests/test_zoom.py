@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -78,3 +80,37 @@ def test_cli_train_zoom_and_reload(tmp_path):
     assert zoom(x).shape == (50, 10) and zoom.crops(x).shape == (50, 1, 8, 8)
     bad = CliRunner().invoke(app, [*args, "--defence", "lipschitz", "--out", str(tmp_path / "bad")])
     assert isinstance(bad.exception, InputError)
+
+
+def test_a_fresh_process_reads_a_zoom_model_like_any_model(tmp_path):
+    """The format is an installed entry point: ``load_model`` and ``evaluate`` read a zoom-in
+    model directory in a new interpreter that never imported ``trusttango.detect``."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from trusttango.cli import app
+
+    out = tmp_path / "zoom"
+    args = ["train", "--data", "digits", "--zoom", "--input-size", "8", "--depth", "2", "--epochs", "1"]
+    assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    probe = (
+        f"import sys; from trusttango.models import load_model; print(type(load_model({str(out)!r}).model).__name__)"
+    )
+    read = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert read.returncode == 0 and read.stdout.strip() == "ZoomClassifier", read.stderr[-800:]
+    cli = [
+        sys.executable,
+        "-m",
+        "trusttango.cli",
+        "evaluate",
+        str(out),
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "e"),
+    ]
+    evaluated = subprocess.run(cli, capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr[-800:]
+    assert 0 < json.loads((tmp_path / "e" / "metrics.json").read_text())["accuracy"] <= 1

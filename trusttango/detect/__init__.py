@@ -7,8 +7,8 @@ Every detector: ``Detector(model, **options).fit(clean, adversarial)``, then ``s
 * :class:`FeatureSqueezingDetector`: feature squeezing (Xu, Evans & Qi 2018),
 * :class:`KernelDensityDetector`: kernel density and dropout uncertainty (Feinman et al. 2017).
 
-Importing the package registers the zoom-in classifier's model format
-(:mod:`trusttango.detect.zoom`) with :func:`trusttango.models.load_model`.
+The zoom-in classifier's model format (:mod:`trusttango.detect.zoom`) is an entry point that
+:func:`trusttango.models.load_model` finds without importing this package.
 """
 
 from trusttango.detect.base import Detector, choose_threshold, model_fingerprint

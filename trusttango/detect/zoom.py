@@ -27,7 +27,7 @@ from torchvision.ops import roi_align
 
 from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
-from trusttango.models.io import CONFIG, SavedModel, load_model, read_config, register_format, save_model, versions
+from trusttango.models.io import CONFIG, SavedModel, load_model, read_config, save_model, versions
 from trusttango.models.unified import build_model, config_for
 from trusttango.train import TrainConfig, fit
 
@@ -169,8 +169,9 @@ def save_zoom(zoom: ZoomClassifier, directory: str | Path, class_names: list[str
 
 def load_zoom(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
     """Read a classifier written by :func:`save_zoom` as a :class:`~trusttango.models.SavedModel`
-    (the :class:`ZoomClassifier` in eval mode; ``config`` the global model's). Registered with
-    :func:`trusttango.models.register_format`, so :func:`trusttango.models.load_model` calls it."""
+    (the :class:`ZoomClassifier` in eval mode; ``config`` the global model's). Declared as the
+    loader of :data:`FORMAT` in ``pyproject.toml`` (entry-point group
+    ``trusttango.model_formats``), so :func:`trusttango.models.load_model` calls it."""
     directory = Path(directory)
     doc = read_config(directory, (FORMAT,))
     g, loc = load_model(directory / "global", device), load_model(directory / "local", device)
@@ -188,9 +189,6 @@ def load_zoom(directory: str | Path, device: str | torch.device = "cpu") -> Save
     zoom.head.load_state_dict(load_file(directory / HEAD_FILE))
     meta = {k: v for k, v in doc.items() if k not in ("format", "model", "class_names")}
     return SavedModel(zoom.to(device).eval(), g.config, doc["class_names"], meta)
-
-
-register_format(FORMAT, load_zoom)
 
 
 def _map(data: LabelledDataset, fn, batch_size: int = 256, modality: str | None = None) -> LabelledDataset:

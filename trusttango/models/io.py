@@ -6,8 +6,10 @@ Loading never unpickles anything: weights come from safetensors, the rest is JSO
 
 The ``format`` field of ``config.json`` says how to read the directory: :data:`FORMAT` is the
 unified model; other model kinds (e.g. the zoom-in classifier, which holds two models and a
-fusion head) register a loader for their format with :func:`register_format`, so
-:func:`load_model` and every command that uses it read them too.
+fusion head) declare a loader for their format as a package entry point in the group
+:data:`FORMAT_GROUP` (``name = "module:loader"``, as trusttango's own ``pyproject.toml``
+does), or call :func:`register_format` at run time, so :func:`load_model` and every command
+that uses it read them too. The loader's module is imported only when such a directory is read.
 """
 
 from __future__ import annotations
@@ -86,7 +88,22 @@ def save_model(saved: SavedModel, directory: str | Path) -> Path:
 
 
 Loader = Callable[[Path, "str | torch.device"], SavedModel]
-LOADERS: dict[str, Loader] = {}
+LOADERS: dict[str, Loader] = {}  # registered at run time (register_format)
+FORMAT_GROUP = "trusttango.model_formats"  # entry-point group of installed formats
+
+
+def _installed_formats() -> dict[str, object]:
+    """Format name -> entry point, for every installed package that declares one."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point for point in entry_points(group=FORMAT_GROUP)}
+
+
+def _loader(name: str) -> Loader:
+    """The loader of format ``name``: registered at run time, else its entry point (loaded now)."""
+    if name in LOADERS:
+        return LOADERS[name]
+    return _installed_formats()[name].load()
 
 
 def register_format(name: str, loader: Loader) -> None:
@@ -106,7 +123,7 @@ def read_config(directory: str | Path, formats: tuple[str, ...] | None = None) -
         document = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: corrupt JSON ({err})") from None
-    formats = formats or (FORMAT, *LOADERS)
+    formats = formats or (FORMAT, *LOADERS, *_installed_formats())
     require(
         isinstance(document, dict) and document.get("format") in formats, f"{path}: not a {' or '.join(formats)} file"
     )
@@ -114,11 +131,11 @@ def read_config(directory: str | Path, formats: tuple[str, ...] | None = None) -
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
-    """Rebuild the model in ``directory`` and load its weights (eval mode); a registered format
-    (:func:`register_format`) is read by its own loader."""
+    """Rebuild the model in ``directory`` and load its weights (eval mode); another format
+    (an installed entry point or :func:`register_format`) is read by its own loader."""
     document = read_config(directory)
     if document["format"] != FORMAT:
-        return LOADERS[document["format"]](Path(directory), device)
+        return _loader(document["format"])(Path(directory), device)
     cfg = ModelConfig.from_dict(document["model"])
     model = build_model(cfg, seed=None)
     weights = Path(directory) / WEIGHTS
