@@ -1,6 +1,7 @@
 """Contract tests over every registered method, in the spirit of scikit-learn's
-``check_estimator``: each attribution method (:data:`trusttango.explain.METHODS`) and each
-attack (:data:`trusttango.robust.attacks.ATTACKS`) runs on
+``check_estimator``: each attribution method (:data:`trusttango.explain.METHODS`), each
+attack (:data:`trusttango.robust.attacks.ATTACKS`) and each detector
+(:data:`trusttango.detect.DETECTORS`) runs on
 user models with BatchNorm, dropout and in-place ReLU, and on a torchvision ResNet-18 (whose
 blocks call one ReLU module twice), on the CPU; it leaves every submodule's train/eval flag,
 the weights and the BatchNorm statistics as it found them; and it refuses bad input with an
@@ -9,11 +10,15 @@ and within their budget."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from trusttango.detect import DETECTORS, load_detector
 from trusttango.errors import InputError
 from trusttango.explain import METHODS
 from trusttango.robust.attacks import ATTACKS, make_attack
@@ -129,3 +134,71 @@ def test_attack_refuses_bad_input(name: str, batch: torch.Tensor) -> None:
         with pytest.raises(InputError):
             attack.run(bad, labels)
     assert_untouched(model, flags, before)
+
+
+def hooks(model: nn.Module) -> int:
+    """Every forward / backward (pre-)hook registered on any submodule."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return sum(len(getattr(m, kind)) for m in model.modules() for kind in kinds)
+
+
+def make_detector(name: str, model: nn.Module, batch: torch.Tensor):
+    """Each detector with what it needs: the density detector a labelled reference set."""
+    if name == "density":
+        return DETECTORS[name](model, batch, torch.tensor([1, 2]), mc_samples=3)
+    return DETECTORS[name](model, **({"bins": 32} if name == "entropy" else {}))
+
+
+@pytest.fixture(scope="module")
+def pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth "clean" images and their noisy copies (a contract, not a quality check)."""
+    gen = torch.Generator().manual_seed(1)
+    clean = torch.nn.functional.avg_pool2d(torch.rand(6, 3, 32, 32, generator=gen), 3, 1, 1)
+    return clean, (clean + 0.3 * torch.rand(6, 3, 32, 32, generator=gen)).clamp(0, 1)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_contract(name: str, model_name: str, pairs, batch: torch.Tensor, tmp_path) -> None:
+    """Fits and scores; leaves flags, weights and hooks as it found them; saves and loads to the
+    same scores (dropout sampling seeded alike)."""
+    model = MODELS[model_name]()
+    clean, noisy = pairs
+    flags, before, attached = mixed_mode(model), state(model), hooks(model)
+    detector = make_detector(name, model, batch).fit(clean, noisy)
+    torch.manual_seed(0)
+    scores = detector.score(torch.cat([clean, noisy]))
+    assert scores.shape == (12,) and np.isfinite(scores).all()
+    assert detector.predict(clean).dtype == bool
+    assert_untouched(model, flags, before)
+    assert hooks(model) == attached, "hooks left behind"
+    loaded = load_detector(detector.save(tmp_path / name), model)
+    assert type(loaded) is type(detector)
+    torch.manual_seed(0)
+    np.testing.assert_allclose(loaded.score(torch.cat([clean, noisy])), scores, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_refuses_bad_input(name: str, pairs, batch: torch.Tensor, tmp_path) -> None:
+    """NaN or wrongly shaped inputs, another model, a file with a missing or mistyped field."""
+    model = user_cnn()
+    clean, noisy = pairs
+    detector = make_detector(name, model, batch).fit(clean, noisy)
+    nan = clean.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    for bad in (nan, clean[0], clean[:, :, :16, :16]):
+        with pytest.raises(InputError):
+            detector.score(bad)
+    folder = detector.save(tmp_path / name)
+    other = user_cnn()
+    with torch.no_grad():
+        other[0].weight.add_(0.1)
+    with pytest.raises(InputError, match="different model"):
+        load_detector(folder, other).score(clean)
+    document = json.loads((folder / "detector.json").read_text())
+    for broken, message in [({**document, "fit": {**document["fit"], "threshold": "high"}}, "fit.threshold"),
+                            ({k: v for k, v in document.items() if k != "settings"}, "settings"),
+                            ({**document, "detector": "magic"}, "unknown detector 'magic'")]:  # fmt: skip
+        (folder / "detector.json").write_text(json.dumps(broken))
+        with pytest.raises(InputError, match=message):
+            load_detector(folder, model)

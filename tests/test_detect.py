@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from trusttango.detect import (
     evaluate_detector,
     full_resolution_layer,
     guided_response,
+    load_detector,
     median_filter,
 )
 from trusttango.detect.local_entropy import local_entropy, max_entropy, plot_entropy, to_levels
@@ -123,7 +125,7 @@ def test_entropy_detector_separates_real_attacks(fmnist_model, fmnist_attacked, 
     png = plot_entropy(both, det.responder(fmnist_model, both), det.entropy(both), tmp_path / "entropy.png")
     roc = plot_roc({"fgsm": detection_roc(det.score(test_clean), det.score(test_adv))}, tmp_path / "roc.png")
     assert png.stat().st_size > 5000 and roc.stat().st_size > 5000
-    loaded = EntropyDetector.load(det.save(tmp_path / "det.json"), fmnist_model)
+    loaded = load_detector(det.save(tmp_path / "det"), fmnist_model)
     np.testing.assert_allclose(loaded.score(test_clean), det.score(test_clean), atol=1e-6)
     summary = EntropyDetector(fmnist_model, summary=True).fit(fit_clean, fit_adv)
     summary_result = evaluate_detector(summary, test_clean, test_adv, "fgsm")
@@ -141,7 +143,7 @@ def test_multi_layer_multi_scale_detector(fmnist_model, fmnist_attacked, tmp_pat
     result = evaluate_detector(det, test_clean, test_adv, "fgsm")
     default = evaluate_detector(EntropyDetector(fmnist_model).fit(fit_clean, fit_adv), test_clean, test_adv)
     assert result.auc > 0.985 and result.auc > default.auc and result.fpr_at_95_recall < 0.1, (result, default)
-    loaded = EntropyDetector.load(det.save(tmp_path / "det.json"), fmnist_model)
+    loaded = load_detector(det.save(tmp_path / "det"), fmnist_model)
     assert loaded.layer == relus and loaded.windows == (3, 5)
     np.testing.assert_allclose(loaded.score(test_adv), det.score(test_adv), rtol=1e-5, atol=1e-5)
     with pytest.raises(InputError, match="window must be an odd"):
@@ -163,7 +165,7 @@ def test_activation_and_both_signals(fmnist_model, fmnist_attacked, tmp_path):
     assert auc["activation"] > 0.98 and auc["both"] >= auc["guided"] - 0.005, auc
     image = EntropyDetector(fmnist_model, layer=None, signal="activation")
     torch.testing.assert_close(image.entropy(test_clean[:3]), local_entropy(test_clean[:3]))  # the input itself
-    loaded = EntropyDetector.load(dets["both"].save(tmp_path / "det.json"), fmnist_model)
+    loaded = load_detector(dets["both"].save(tmp_path / "det"), fmnist_model)
     assert loaded.signal == "both"
     np.testing.assert_allclose(loaded.score(test_adv), dets["both"].score(test_adv), rtol=1e-5, atol=1e-5)
     with pytest.raises(InputError, match="signal: expected one of"):
@@ -233,7 +235,7 @@ def test_cli_detect_bad_input_exit_code(tmp_path, digits_model):
         capture_output=True,
         text=True,
     )
-    assert missing.returncode == 2 and "detector file not found" in missing.stderr
+    assert missing.returncode == 2 and "not a detector folder" in missing.stderr
 
 
 def test_cli_detect_fit_and_score(tmp_path, digits_model):
@@ -268,6 +270,17 @@ def test_cli_detect_fit_and_score(tmp_path, digits_model):
     )
     assert scored.exit_code == 0, scored.output
     assert (out / "scores.json").exists() and (out / "roc_test.png").exists()
+    for method in ("squeezing", "density"):  # every detector of the registry through the same commands
+        folder = tmp_path / method
+        args = ["detect", "fit", str(model_dir), "--data", "digits", "--n", "120", "--method", method, "--out"]
+        assert CliRunner().invoke(app, [*args, str(folder)]).exit_code == 0
+        score = ["detect", "score", str(model_dir), "--data", "digits", "--detector", str(folder), "--n", "60"]
+        run = CliRunner().invoke(app, [*score, "--out", str(folder), "--attacks", "fgsm"])
+        assert run.exit_code == 0, run.output
+        assert json.loads((folder / "detector.json").read_text())["detector"] == method
+        assert json.loads((folder / "scores.json").read_text())[0]["auc"] > 0.5
+    unknown = CliRunner().invoke(app, ["detect", "fit", str(model_dir), "--data", "digits", "--method", "magic"])
+    assert isinstance(unknown.exception, InputError) and "--method" in str(unknown.exception)
 
 
 def test_cli_detect_fit_layer_option(tmp_path, digits_model):
@@ -283,13 +296,13 @@ def test_cli_detect_fit_layer_option(tmp_path, digits_model):
     two = CliRunner().invoke(app, [*fit_args, "backbone.2, backbone.5", "--out", str(tmp_path / "two")])
     assert two.exit_code == 0, two.output
     document = json.loads((tmp_path / "two" / "detector.json").read_text())
-    assert document["layer"] == ["backbone.2", "backbone.5"] and len(document["coef"]) == 2
+    assert document["settings"]["layer"] == ["backbone.2", "backbone.5"] and len(document["fit"]["coef"]) == 2
     mixed = CliRunner().invoke(
         app, [*fit_args, "backbone.2", "--signal", "both", "--attack", "fgsm,deepfool", "--out", str(tmp_path / "mix")]
     )
     assert mixed.exit_code == 0, mixed.output
     document = json.loads((tmp_path / "mix" / "detector.json").read_text())
-    assert document["signal"] == "both" and len(document["coef"]) == 2  # guided and activation entropy at one layer
+    assert document["settings"]["signal"] == "both" and len(document["fit"]["coef"]) == 2  # guided + activation
     n_fgsm = json.loads((tmp_path / "two" / "fit.json").read_text())["n_adversarial"]
     assert json.loads((tmp_path / "mix" / "fit.json").read_text())["n_adversarial"] > n_fgsm  # both attacks' pairs
     cli = [sys.executable, "-m", "trusttango.cli", *fit_args, "backbone.99", "--out", str(tmp_path / "bad")]

@@ -1,8 +1,5 @@
-"""CLI: ``trusttango detect fit|score MODEL --data DATA``, the entropy detector of adversarial inputs.
-
-Importing this module imports :mod:`trusttango.detect`, which registers the zoom-in model format
-with :func:`trusttango.models.load_model`, so every command reads zoom-in model directories.
-"""
+"""CLI: ``trusttango detect fit|score MODEL --data DATA``, detectors of adversarial inputs
+(:data:`trusttango.detect.DETECTORS`; the entropy detector by default)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import trusttango.detect  # noqa: F401  (registers the zoom-in model format)
 from trusttango.cli._common import console, data_option, items, load_model_and_data, model_argument, raise_input
 from trusttango.errors import require
 
@@ -49,10 +45,25 @@ def _windows(text: str) -> list[int]:
         raise_input(f"--window: expected odd integers separated by commas, got {text!r}")
 
 
+def _detector(method: str, net, model: Path, data: str, n: int, seed: int, entropy_options: dict):
+    """The unfitted detector ``method`` of :data:`~trusttango.detect.DETECTORS` on ``net`` (the
+    density detector's reference: the first ``n`` training examples)."""
+    from trusttango.detect import DETECTORS
+
+    require(method in DETECTORS, f"--method: expected one of {', '.join(DETECTORS)}, got {method!r}")
+    if method == "entropy":
+        return DETECTORS[method](net, **entropy_options)
+    if method == "density":
+        _, reference = _load(model, data, "train", n, seed)
+        return DETECTORS[method](net, reference.x, reference.y)
+    return DETECTORS[method](net)
+
+
 def fit_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset (built-in name, folder, .npz, IDX); its validation split is used."),
-    out: Path = typer.Option(Path("runs/detect"), help="Folder for detector.json, fit.json, roc.png, entropy.png."),
+    out: Path = typer.Option(Path("runs/detect"), help="Folder for detector.json, fit.json and the PNGs."),
+    method: str = typer.Option("entropy", help="Detector: entropy | squeezing | density."),
     attack: str = typer.Option(
         "fgsm", help=f"Attack(s) to fit on, comma-separated (e.g. fgsm,deepfool): {ATTACK_HELP}."
     ),
@@ -67,27 +78,23 @@ def fit_cmd(
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """Fit the entropy detector's threshold on clean vs attacked validation data."""
-    from trusttango.detect import (
-        EntropyDetector,
-        attack_pairs,
-        detection_roc,
-        evaluate_detector,
-        plot_detector_examples,
-    )
+    """Fit a detector (entropy options apply to ``--method entropy``) on clean vs attacked validation data."""
+    from trusttango.detect import attack_pairs, detection_roc, evaluate_detector, plot_detector_examples
     from trusttango.plotting import plot_roc
 
     names, sides = _attacks(attack, "--attack"), _windows(window)
     layers = items(layer)
     chosen = None if layer == "input" else layers if len(layers) > 1 else layer
     net, ds = _load(model, data, "val", n, seed)
-    detector = EntropyDetector(net, sides, bins, summary, layer=chosen, signal=signal)
+    options = {"window": sides, "bins": bins, "summary": summary, "layer": chosen, "signal": signal}
+    detector = _detector(method, net, model, data, n, seed, options)
     clean, adv = attack_pairs(net, ds.x, ds.y, names, eps)
     detector.fit(clean, adv)
-    detector.save(out / "detector.json")
+    detector.save(out)
     result = evaluate_detector(detector, clean, adv, attack)
     plot_roc({attack: detection_roc(detector.score(clean), detector.score(adv))}, out / "roc.png", "fit (validation)")
-    plot_detector_examples(detector, clean, adv, out / "entropy.png", attack)
+    if method == "entropy":
+        plot_detector_examples(detector, clean, adv, out / "entropy.png", attack)
     (out / "fit.json").write_text(json.dumps(result.to_dict(), indent=2))
     console.print(f"fitted on {len(clean)} clean + {len(adv)} {attack}: AUC {result.auc:.3f}; written {out}")
 
@@ -95,9 +102,7 @@ def fit_cmd(
 def score_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset; its test split is attacked and scored."),
-    detector: Path = typer.Option(
-        Path("runs/detect"), "--detector", help="The folder `detect fit --out` wrote, or its detector.json."
-    ),
+    detector: Path = typer.Option(Path("runs/detect"), "--detector", help="The folder `detect fit --out` wrote."),
     out: Path = typer.Option(Path("runs/detect"), help="Folder for scores.json and roc_test.png."),
     attacks: str = typer.Option("fgsm,pgd,mifgsm,cw,deepfool", help="Comma-separated attacks to test (transfer)."),
     eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
@@ -105,12 +110,12 @@ def score_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Precision, recall, AUC and FPR at 95 % recall per attack; ROC PNG."""
-    from trusttango.detect import EntropyDetector, score_attacks
+    from trusttango.detect import load_detector, score_attacks
     from trusttango.plotting import plot_roc
 
     names = _attacks(attacks, "--attacks")
     net, ds = _load(model, data, "test", n, seed)
-    fitted = EntropyDetector.load(detector, net)
+    fitted = load_detector(detector, net)
     results, curves = score_attacks(fitted, ds.x, ds.y, names, eps)
     plot_roc(curves, out / "roc_test.png", "test (transfer)")
     (out / "scores.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
@@ -125,7 +130,7 @@ def score_cmd(
 def register(app: typer.Typer) -> None:
     """Add the ``detect fit`` and ``detect score`` group to the CLI."""
     detect = typer.Typer(
-        no_args_is_help=True, help="Detect adversarial inputs by the local entropy of feature responses."
+        no_args_is_help=True, help="Detect adversarial inputs (entropy of feature responses, squeezing, density)."
     )
     detect.command("fit")(fit_cmd)
     detect.command("score")(score_cmd)

@@ -1,7 +1,8 @@
 """Detection of adversarial inputs, with the network left unchanged, and the zoom-in classifier.
 
 Every detector: ``Detector(model, **options).fit(clean, adversarial)``, then ``score(x)``
-(higher = more likely adversarial) and ``predict(x)``; :data:`DETECTORS` names them.
+(higher = more likely adversarial) and ``predict(x)``; ``save(folder)`` and
+:func:`load_detector` in one format for all; :data:`DETECTORS` names them.
 
 * :class:`EntropyDetector`: local spatial entropy of the feature response (Amirian et al. 2018),
 * :class:`FeatureSqueezingDetector`: feature squeezing (Xu, Evans & Qi 2018),
@@ -11,7 +12,11 @@ The zoom-in classifier's model format (:mod:`trusttango.detect.zoom`) is an entr
 :func:`trusttango.models.load_model` finds without importing this package.
 """
 
-from trusttango.detect.base import Detector, choose_threshold, model_fingerprint
+from pathlib import Path
+
+from torch import nn
+
+from trusttango.detect.base import Detector, choose_threshold, model_fingerprint, read_detector
 from trusttango.detect.density import KernelDensityDetector
 from trusttango.detect.entropy import EntropyDetector, plot_detector_examples
 from trusttango.detect.evaluation import (
@@ -30,10 +35,15 @@ from trusttango.detect.squeezing import FeatureSqueezingDetector, bit_depth, med
 from trusttango.detect.zoom import ZoomClassifier, load_zoom, save_zoom, train_zoom
 
 DETECTORS: dict[str, type[Detector]] = {
-    "entropy": EntropyDetector,
-    "squeezing": FeatureSqueezingDetector,
-    "density": KernelDensityDetector,
+    cls.key: cls for cls in (EntropyDetector, FeatureSqueezingDetector, KernelDensityDetector)
 }
+
+
+def load_detector(path: str | Path, model: nn.Module) -> Detector:
+    """The detector :meth:`Detector.save` wrote into the folder ``path``, for ``model`` (any
+    detector of :data:`DETECTORS`; its fingerprint and input shape are checked at use)."""
+    return read_detector(path, model, DETECTORS)
+
 
 __all__ = [
     "DETECTION_ATTACKS",
@@ -54,6 +64,7 @@ __all__ = [
     "feature_responses",
     "full_resolution_layer",
     "guided_response",
+    "load_detector",
     "load_zoom",
     "local_entropy",
     "max_entropy",

@@ -3,20 +3,56 @@ per-input statistics into one score.
 
 Contract of :class:`Detector`: ``fit(clean, adversarial)`` learns the combination and the
 threshold, ``score(x)`` gives one number per input (higher = more likely adversarial),
-``predict(x)`` is ``score(x) >= threshold``; a fingerprint of the model's weights is recorded
-at fit and checked at every use, so a detector is never applied to a model it was not fitted on.
+``predict(x)`` is ``score(x) >= threshold``; a fingerprint of the model's weights and the input
+shape are recorded at fit and checked at every use, so a detector is never applied to a model
+or inputs it was not fitted on.
+
+One file format for every detector (:meth:`Detector.save`, :func:`read_detector`): a folder
+holding :data:`FILE` (the registry key, the constructor settings and the fitted state, validated
+field by field on load) and, for detectors that keep reference data, :data:`ARRAYS`
+(safetensors; nothing is unpickled).
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from trusttango.errors import require
+from trusttango.errors import InputError, require
 from trusttango.torchutil import check_batch
+
+FORMAT = "trusttango-detector/3"
+FILE = "detector.json"
+ARRAYS = "arrays.safetensors"
+
+
+class FittedState(BaseModel):
+    """What ``fit`` learned."""
+
+    model_config = ConfigDict(extra="forbid")
+    fingerprint: str
+    input_shape: list[int]
+    threshold: float
+    mean: list[float]
+    std: list[float]
+    coef: list[float]
+    intercept: float
+
+
+class DetectorFile(BaseModel):
+    """The contents of :data:`FILE`."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["trusttango-detector/3"]
+    detector: str
+    settings: dict[str, Any]
+    fit: FittedState
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -52,6 +88,7 @@ class Detector:
     by a standardised logistic regression."""
 
     name = "detector"
+    key = ""  # its name in :data:`trusttango.detect.DETECTORS`
 
     def __init__(self, model: nn.Module, batch_size: int = 256) -> None:
         require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -64,6 +101,15 @@ class Detector:
         self.std: np.ndarray | None = None
         self.coef: np.ndarray | None = None
         self.intercept = 0.0
+        self.input_shape: tuple[int, ...] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON-able constructor keywords that rebuild this detector (model excluded)."""
+        return {"batch_size": self.batch_size}
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Tensors the constructor also takes (reference data), saved as safetensors."""
+        return {}
 
     def statistics(self, x: torch.Tensor) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -85,6 +131,7 @@ class Detector:
             logistic = LogisticRegression(C=1.0, max_iter=1000).fit(z, labels)
             self.coef, self.intercept = logistic.coef_[0], float(logistic.intercept_[0])
         self.fingerprint = model_fingerprint(self.model)
+        self.input_shape = tuple(clean.shape[1:])
         self.threshold = choose_threshold(labels, self._combine(feats), recall)
         return self
 
@@ -104,8 +151,66 @@ class Detector:
     def score(self, x: torch.Tensor) -> np.ndarray:
         """Detection score per input (higher = more likely adversarial)."""
         self._check_fitted()
+        require(
+            tuple(x.shape[1:]) == self.input_shape,
+            f"x: the detector was fitted on inputs of shape {self.input_shape}, got {tuple(x.shape[1:])}",
+        )
         return self._combine(self.statistics(x))
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
         """Boolean flags: ``True`` where the input is judged adversarial."""
         return self.score(x) >= self.threshold
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted detector into ``folder`` (:data:`FILE`, and :data:`ARRAYS` when it
+        keeps reference data); :func:`read_detector` reads it back. Returns the folder."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fit = FittedState(
+            fingerprint=self.fingerprint, input_shape=list(self.input_shape), threshold=self.threshold,
+            mean=self.mean.tolist(), std=self.std.tolist(), coef=self.coef.tolist(), intercept=self.intercept,
+        )  # fmt: skip
+        document = DetectorFile(format=FORMAT, detector=self.key, settings=self.settings(), fit=fit)
+        (folder / FILE).write_text(document.model_dump_json(indent=2))
+        if arrays := self.arrays():
+            save_file({k: v.detach().cpu().contiguous() for k, v in arrays.items()}, folder / ARRAYS)
+        return folder
+
+    def restore(self, fit: FittedState) -> Detector:
+        """Set the fitted state read from a file (the fingerprint is checked at every use)."""
+        self.fingerprint, self.threshold, self.intercept = fit.fingerprint, fit.threshold, fit.intercept
+        self.input_shape = tuple(fit.input_shape)
+        self.mean, self.std, self.coef = (np.asarray(v, dtype=float) for v in (fit.mean, fit.std, fit.coef))
+        require(
+            len(self.mean) == len(self.std) == len(self.coef),
+            "fit: mean, std and coef must have one entry per statistic",
+        )
+        return self
+
+
+def read_detector(path: str | Path, model: nn.Module, registry: dict[str, type[Detector]]) -> Detector:
+    """The detector in the folder ``path`` (or its :data:`FILE`) for ``model``, its class looked up
+    in ``registry``; every field is validated and a bad one named in a one-line ``InputError``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    file = path / FILE if path.is_dir() else path
+    require(file.is_file(), f"{path}: not a detector folder ({FILE} missing)")
+    try:
+        document = DetectorFile.model_validate_json(file.read_text())
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "file"
+        raise InputError(f"{file}: {where}: {first['msg']}") from None
+    require(
+        document.detector in registry, f"{file}: unknown detector {document.detector!r}; known: {', '.join(registry)}"
+    )
+    arrays = load_file(file.parent / ARRAYS) if (file.parent / ARRAYS).exists() else {}
+    try:
+        detector = registry[document.detector](model, **document.settings, **arrays)
+    except TypeError as err:
+        raise InputError(f"{file}: settings do not fit the {document.detector} detector ({err})") from None
+    return detector.restore(document.fit)

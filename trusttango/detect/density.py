@@ -16,6 +16,10 @@ from trusttango.errors import require
 from trusttango.modes import eval_mode
 from trusttango.torchutil import batched_forward, check_batch, model_device, penultimate_features
 
+NO_REFERENCE = -1e6  # log density when no reference example shares the predicted class: far below
+# any real one (-d^2 / sigma^2 with sigma the median distance), yet small enough that its square
+# stays finite in float32 (a floor of -1e30 overflowed the standardisation to NaN)
+
 
 class KernelDensityDetector(Detector):
     """Kernel density and Bayesian uncertainty (Feinman et al. 2017), combined by logistic regression.
@@ -26,7 +30,7 @@ class KernelDensityDetector(Detector):
     :func:`~trusttango.torchutil.penultimate_features`.
     """
 
-    name = "kernel density"
+    name, key = "kernel density", "density"
 
     def __init__(
         self,
@@ -41,9 +45,16 @@ class KernelDensityDetector(Detector):
         require(len(reference) == len(reference_labels) > 1, "reference: need >= 2 examples with one label each")
         require(mc_samples >= 2, f"mc_samples must be >= 2, got {mc_samples}")
         self.mc_samples = mc_samples
-        self.ref_features, _ = self._features(reference)
+        self.reference = check_batch(reference).detach().cpu()
+        self.ref_features, _ = self._features(self.reference)
         self.ref_labels = torch.as_tensor(reference_labels).long().cpu()
         self.bandwidth = bandwidth or float(torch.pdist(self.ref_features[:1000]).median())
+
+    def settings(self) -> dict:
+        return {"bandwidth": self.bandwidth, "mc_samples": self.mc_samples, "batch_size": self.batch_size}
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        return {"reference": self.reference, "reference_labels": self.ref_labels}
 
     def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Penultimate features and predicted classes of ``x`` (eval mode, flags restored)."""
@@ -56,7 +67,7 @@ class KernelDensityDetector(Detector):
         kernel = -torch.cdist(feats, self.ref_features).square() / self.bandwidth**2
         same = pred[:, None] == self.ref_labels[None, :]
         counts = same.sum(1).clamp_min(1)
-        return torch.logsumexp(kernel.masked_fill(~same, -torch.inf), 1).clamp_min(-1e30) - counts.log()
+        return torch.logsumexp(kernel.masked_fill(~same, -torch.inf), 1).clamp_min(NO_REFERENCE) - counts.log()
 
     @torch.no_grad()
     def _uncertainty(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,12 +4,11 @@ leaves a noisier feature response, seen as a higher local spatial entropy.
 The score is the mean local entropy (:func:`~trusttango.detect.local_entropy.local_entropy`)
 of the guided-backprop response of the predicted class (or, optionally, of more layers,
 windows and statistics combined by a small logistic model), thresholded on the ROC of clean
-vs attacked validation data. Saved as JSON with the fingerprint of the model it was fitted on.
+vs attacked validation data.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,12 +26,10 @@ from trusttango.detect.responses import (
     full_resolution_layer,
     spatial_relu_layers,
 )
-from trusttango.errors import InputError, require
+from trusttango.errors import require
 from trusttango.torchutil import model_device
 
 Responder = Callable[[nn.Module, torch.Tensor], torch.Tensor]
-FORMAT = "trusttango-detector/2"
-FILE = "detector.json"
 AUTO = "auto"
 ALL = "all"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -58,7 +55,7 @@ class EntropyDetector(Detector):
     response altogether (``layer`` and ``signal`` are then unused).
     """
 
-    name = "entropy detector"
+    name, key = "entropy detector", "entropy"
 
     def __init__(
         self,
@@ -123,44 +120,11 @@ class EntropyDetector(Detector):
         nonzero = (flat > 0).float().mean(1, keepdim=True)
         return torch.cat([mean, flat.std(1, keepdim=True), quantiles, nonzero], 1).numpy()
 
-    def save(self, path: str | Path) -> Path:
-        """Write the fitted detector as JSON (settings, combination, threshold, fingerprint);
-        ``path`` is the file, or a folder to hold :data:`FILE`. Returns the file written."""
-        self._check_fitted()
-        document = {
-            "format": FORMAT, "window": list(self.windows), "bins": self.bins, "summary": self.summary,
-            "layer": self.layer, "signal": self.signal,
-            "fingerprint": self.fingerprint, "threshold": self.threshold, "mean": self.mean.tolist(),
-            "std": self.std.tolist(), "coef": self.coef.tolist(), "intercept": self.intercept,
-        }  # fmt: skip
-        path = Path(path)
-        path = path / FILE if path.is_dir() or not path.suffix else path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=2))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, model: nn.Module) -> EntropyDetector:
-        """Read a detector written by :meth:`save` (the file, or the folder holding :data:`FILE`)
-        for ``model``; its fingerprint is checked at use."""
-        path = Path(path)
-        path = path / FILE if path.is_dir() else path
-        require(path.is_file(), f"{path}: detector file not found")
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"{path}: corrupt JSON ({err})") from None
-        require(isinstance(doc, dict) and doc.get("format") == FORMAT, f"{path}: not a {FORMAT} file")
-        detector = cls(
-            model, doc["window"], doc["bins"], doc["summary"], layer=doc["layer"], signal=doc.get("signal", GUIDED)
-        )
-        detector.fingerprint, detector.threshold, detector.intercept = (
-            doc["fingerprint"],
-            doc["threshold"],
-            doc["intercept"],
-        )
-        detector.mean, detector.std, detector.coef = (np.asarray(doc[k], dtype=float) for k in ("mean", "std", "coef"))
-        return detector
+    def settings(self) -> dict:
+        """Constructor keywords (``layer`` as resolved at fit); a custom ``responder`` cannot be saved."""
+        require(not self.custom_responder, "save: a detector with a custom responder cannot be saved")
+        return {"window": list(self.windows), "bins": self.bins, "summary": self.summary, "layer": self.layer,
+                "signal": self.signal, "batch_size": self.batch_size}  # fmt: skip
 
 
 def plot_detector_examples(

@@ -37,13 +37,16 @@ class FeatureSqueezingDetector(Detector):
     """Feature squeezing (Xu, Evans & Qi 2018), eq. 1: ``max_s ||p(x) - p(s(x))||_1`` over the
     squeezers bit-depth reduction to ``bits`` bits and a ``median`` x ``median`` median filter."""
 
-    name = "feature squeezing"
+    name, key = "feature squeezing", "squeezing"
 
     def __init__(self, model: nn.Module, bits: int = 4, median: int = 3, batch_size: int = 256) -> None:
         super().__init__(model, batch_size)
         require(1 <= bits <= 8, f"bits must lie in [1, 8], got {bits}")
         require(median >= 2, f"median must be >= 2, got {median}")
         self.bits, self.median = bits, median
+
+    def settings(self) -> dict:
+        return {"bits": self.bits, "median": self.median, "batch_size": self.batch_size}
 
     @torch.no_grad()
     def statistics(self, x: torch.Tensor) -> np.ndarray:
