@@ -1,10 +1,10 @@
 """Contract tests over every registered method, in the spirit of scikit-learn's
 ``check_estimator``: each attribution method (:data:`trusttango.explain.METHODS`), each
 attack (:data:`trusttango.robust.attacks.ATTACKS`) and each detector
-(:data:`trusttango.detect.DETECTORS`) runs on
-user models with BatchNorm, dropout and in-place ReLU, and on a torchvision ResNet-18 (whose
-blocks call one ReLU module twice), on the CPU; it leaves every submodule's train/eval flag,
-the weights and the BatchNorm statistics as it found them; and it refuses bad input with an
+(:data:`trusttango.detect.DETECTORS`) runs on user models with BatchNorm, dropout and in-place
+ReLU, and on a torchvision ResNet-18 (whose blocks call one ReLU module twice; detectors also on
+MobileNetV2, in-place ReLU6), on the CPU; it leaves every submodule's train/eval flag, the
+weights and the BatchNorm statistics as it found them; and it refuses bad input with an
 :class:`~trusttango.errors.InputError`; attacks keep their examples in the input range [0, 1]
 and within their budget."""
 
@@ -48,7 +48,13 @@ def resnet18() -> nn.Module:
     return torchvision.models.resnet18(num_classes=10)
 
 
+def mobilenet_v2() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.mobilenet_v2(num_classes=10)
+
+
 MODELS = {"user_cnn": user_cnn, "resnet18": resnet18}
+DETECTOR_MODELS = {**MODELS, "mobilenet_v2": mobilenet_v2}  # detectors read every ReLU / ReLU6 call
 
 
 def mixed_mode(model: nn.Module) -> dict[str, bool]:
@@ -142,11 +148,12 @@ def hooks(model: nn.Module) -> int:
     return sum(len(getattr(m, kind)) for m in model.modules() for kind in kinds)
 
 
-def make_detector(name: str, model: nn.Module, batch: torch.Tensor):
-    """Each detector with what it needs: the density detector a labelled reference set."""
+def make_detector(name: str, model: nn.Module, batch: torch.Tensor, layer: str = "auto"):
+    """Each detector with what it needs: the density detector a labelled reference set, the
+    entropy detector its response ``layer`` (``"all"``: every ReLU / ReLU6 call)."""
     if name == "density":
         return DETECTORS[name](model, batch, torch.tensor([1, 2]), mc_samples=3)
-    return DETECTORS[name](model, **({"bins": 32} if name == "entropy" else {}))
+    return DETECTORS[name](model, **({"bins": 32, "layer": layer} if name == "entropy" else {}))
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +164,15 @@ def pairs() -> tuple[torch.Tensor, torch.Tensor]:
     return clean, (clean + 0.3 * torch.rand(6, 3, 32, 32, generator=gen)).clamp(0, 1)
 
 
-@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("model_name", DETECTOR_MODELS)
 @pytest.mark.parametrize("name", DETECTORS)
 def test_detector_contract(name: str, model_name: str, pairs, batch: torch.Tensor, tmp_path) -> None:
     """Fits and scores; leaves flags, weights and hooks as it found them; saves and loads to the
     same scores (dropout sampling seeded alike)."""
-    model = MODELS[model_name]()
+    model = DETECTOR_MODELS[model_name]()
     clean, noisy = pairs
     flags, before, attached = mixed_mode(model), state(model), hooks(model)
-    detector = make_detector(name, model, batch).fit(clean, noisy)
+    detector = make_detector(name, model, batch, layer="all").fit(clean, noisy)
     torch.manual_seed(0)
     scores = detector.score(torch.cat([clean, noisy]))
     assert scores.shape == (12,) and np.isfinite(scores).all()

@@ -155,6 +155,26 @@ def test_backward_rules_refuse_non_relu_models(batch):
     linear = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     with pytest.raises(InputError, match="no ReLU"):
         Deconvolution(linear).attribute(x)
+    hardtanh = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Hardtanh(), nn.Linear(16, 10))
+    with pytest.raises(InputError, match="hardtanh"):
+        GuidedBackprop(hardtanh).attribute(x)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU6(), nn.ReLU6(inplace=True), nn.Hardtanh(0.0, 6.0)])
+def test_guided_backprop_through_a_clipped_relu_masks_its_saturated_units(activation):
+    """ReLU6 = min(max(h, 0), 6): guided backprop passes max(R, 0) only where 0 < h < 6.
+    Hand-computed: h = W1 x = (7, 2, -1) (saturated, active, off), R = W2[c] = (1, 1, -1)."""
+    first, second = nn.Linear(3, 3, bias=False), nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        first.weight.copy_(torch.diag(torch.tensor([7.0, 2.0, -1.0])))
+        second.weight.copy_(torch.tensor([[1.0, 1.0, -1.0], [0.0, 0.0, 0.0]]))
+    model = nn.Sequential(first, activation, second)
+    x = torch.ones(1, 3)
+    guided = GuidedBackprop(model).attribute(x, target=0)
+    assert guided.tolist() == [[0.0, 2.0, 0.0]]  # W1^T (mask * max(R, 0)) = (7*0, 2*1, -1*0)
+    deconv = Deconvolution(model).attribute(x, target=0)
+    assert deconv.tolist() == [[7.0, 2.0, 0.0]]  # DeconvNet ignores the forward mask
+    assert torch.equal(model(x), second(first(x).clamp(0, 6)))  # forward unchanged
 
 
 def test_meaningful_perturbation_deletes_the_evidence(digits_model, batch):

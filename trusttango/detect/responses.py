@@ -122,7 +122,7 @@ def spatial_relu_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, tu
     """Names and output sizes (H, W) of the ReLU calls with 2-D feature maps, in the modules'
     definition order (a module called several times: ``"<module>#<call>"``, in call order).
     Measured on one example of ``x``, in eval mode (the model's flags are restored)."""
-    relus = module_names(model, nn.ReLU)
+    relus = module_names(model, (nn.ReLU, nn.ReLU6))
     with _Recorder(model, relus, grads=False) as rec, eval_mode(model), torch.no_grad():
         model(x[:1].to(model_device(model)))
     found = []
