@@ -65,7 +65,7 @@ def throughput(model, x, y) -> list[list[object]]:
     pairs = {
         "FGSM": (FGSM(model, eps=eps), torchattacks.FGSM(model, eps=eps), 5),
         "PGD (10 steps)": (
-            PGD(model, eps=eps, alpha=alpha, steps=10),
+            PGD(model, eps=eps, alpha=alpha, steps=10, restarts=1),
             torchattacks.PGD(model, eps=eps, alpha=alpha),
             3,
         ),

@@ -73,7 +73,7 @@ def test_iterative_beats_single_step(digits_model, batch):
 def test_targeted_pgd_reaches_target(digits_model, batch):
     x, y = batch
     target = (y + 1) % 10
-    result = PGD(digits_model, eps=0.3, steps=10, targeted=True).run(x, target, labels=y)
+    result = PGD(digits_model, eps=0.3, steps=10, restarts=1, targeted=True).run(x, target, labels=y)
     assert result.success_rate > 0.7
     assert torch.equal(result.success, result.predictions == target)
 
@@ -137,7 +137,7 @@ def test_a_wrapper_in_training_mode_leaves_the_wrapped_model_in_eval_mode(digits
     for wrapper in (nn.Sequential(digits_model), _BatchMean(digits_model)):
         assert wrapper.training
         try:
-            PGD(wrapper, eps=0.1, steps=2)(x, y)
+            PGD(wrapper, eps=0.1, steps=2, restarts=1)(x, y)
         except InputError:  # _BatchMean returns (1, K): refused after its first forward pass
             pass
         accuracy(wrapper, digits.test)
@@ -156,7 +156,7 @@ def test_attacks_on_the_folded_view_match_the_model_as_given(digits_model, batch
     x, y = batch
     runs = []
     for fold in (True, False):
-        attack = PGD(digits_model, eps=0.1, steps=10)
+        attack = PGD(digits_model, eps=0.1, steps=10, restarts=1)
         attack.fold_batchnorm = fold
         torch.manual_seed(0)
         runs.append(attack(x, y))
@@ -208,11 +208,57 @@ def test_ara_and_curves_on_trained_model(digits_model, batch, tmp_path):
         assert png.stat().st_size > 5000
 
 
+def _dropout_heavy_in_training_mode(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in training mode whose dropout drops 90 % (its training-mode predictions are noise)."""
+    import copy
+
+    heavy = copy.deepcopy(model).train()
+    for m in heavy.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.9
+    return heavy
+
+
+def test_metrics_run_in_eval_mode_and_restore_flags(digits_model, batch):
+    """``metric(model, x, y, attack=...)`` everywhere; correct predictions are taken in eval mode (the
+    old ARA took them in the model's own mode: a model just out of ``fit`` scored with dropout on)."""
+    x, y = batch[0][:32], batch[1][:32]
+    model = _dropout_heavy_in_training_mode(digits_model)
+    with torch.no_grad():
+        eval_accuracy = float((digits_model(x).argmax(1) == y).float().mean())
+    result = ara(model, x, y, attack=MinNormL2(model, steps=40))
+    assert result.clean_accuracy == eval_accuracy and model.training and all(m.training for m in model.modules())
+    acc = robust_accuracy(model, x, y, attack=FGSM(model, eps=0.0))
+    assert acc == eval_accuracy and model.training
+    with pytest.raises(InputError, match="another model"):
+        robust_accuracy(digits_model, x, y, attack=FGSM(model, eps=0.1))
+
+
+def test_ara_counts_warns_and_brackets_unbroken_examples(digits_model, batch):
+    """One DDN step leaves examples unbroken: they are counted, warned about, and reported beside
+    an ARA that counts them at 0, never silently "maximally robust"."""
+    x, y = batch[0][:32], batch[1][:32]
+    with pytest.warns(UserWarning, match="not broken by MinNormL2 in 1 steps"):
+        weak = ara(digits_model, x, y, attack=MinNormL2(digits_model, steps=1))
+    assert weak.unbroken == int((weak.deltas == 1.0).sum()) > 0 and weak.to_dict()["unbroken"] == weak.unbroken
+    assert weak.ara_unbroken_at_zero < weak.ara
+    strong = ara(digits_model, x, y, attack=MinNormL2(digits_model, steps=40))
+    assert strong.unbroken == 0 and strong.ara_unbroken_at_zero == strong.ara < weak.ara
+
+
+def test_pgd_defaults_scale_with_the_input_range(digits_model):
+    pgd = PGD(digits_model)
+    assert pgd.eps == pytest.approx(8 / 255) and pgd.steps == 50 and pgd.restarts == 5
+    assert pgd.alpha == pytest.approx(2.5 * pgd.eps / 50)
+    assert PGD(digits_model, bounds=(-1.0, 1.0)).eps == pytest.approx(16 / 255)
+    assert PGD(digits_model, norm="l2").eps == pytest.approx(0.5)
+
+
 def test_pgd_matches_torchattacks(fmnist_small, fmnist_model):
     torchattacks = pytest.importorskip("torchattacks")
     x, y = fmnist_small.test.x[:400], fmnist_small.test.y[:400]
     eps, alpha, steps = 0.03, 2 / 255, 10
-    ours = robust_accuracy(PGD(fmnist_model, eps=eps, alpha=alpha, steps=steps), x, y)
+    ours = robust_accuracy(fmnist_model, x, y, PGD(fmnist_model, eps=eps, alpha=alpha, steps=steps, restarts=1))
     with torch.random.fork_rng():
         x_ref = torchattacks.PGD(fmnist_model, eps=eps, alpha=alpha, steps=steps)(x, y)
     with torch.no_grad():
@@ -240,9 +286,10 @@ def adversarial_model(digits):
 
 def test_adversarial_training_increases_robust_accuracy(digits_model, adversarial_model, robust_eval):
     x, y = robust_eval
-    attack = lambda m: PGD(m, eps=0.1, steps=7)  # noqa: E731
-    before, after = robust_accuracy(attack(digits_model), x, y), robust_accuracy(attack(adversarial_model), x, y)
-    clean = robust_accuracy(FGSM(adversarial_model, eps=0.0), x, y)
+    attack = lambda m: PGD(m, eps=0.1, steps=7, restarts=1)  # noqa: E731
+    before = robust_accuracy(digits_model, x, y, attack(digits_model))
+    after = robust_accuracy(adversarial_model, x, y, attack(adversarial_model))
+    clean = robust_accuracy(adversarial_model, x, y, FGSM(adversarial_model, eps=0.0))
     assert after > before + 0.15, (before, after)
     assert clean > 0.85
 

@@ -96,7 +96,7 @@ def fgsm_accuracy(model: nn.Module, data: LabelledDataset, eps: float, n: int = 
     """Accuracy on the first ``n`` examples under one FGSM step (Goodfellow et al. 2015, eq. 3)."""
     from trusttango.robust import FGSM, robust_accuracy
 
-    return robust_accuracy(FGSM(model, eps=eps), data.x[:n], data.y[:n])
+    return robust_accuracy(model, data.x[:n], data.y[:n], FGSM(model, eps=eps))
 
 
 def stratified_subset(data: LabelledDataset, n: int, seed: int = 0) -> LabelledDataset:

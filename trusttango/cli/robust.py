@@ -21,6 +21,7 @@ def attack(
     eps: float = typer.Option(0.03, help="Perturbation budget (norm-bounded attacks), in input units."),
     norm: str = typer.Option("linf", help="linf | l2"),
     steps: int = typer.Option(10, help="Iterations."),
+    restarts: int = typer.Option(5, help="Random restarts (PGD)."),
     n: int = typer.Option(500, help="Test examples to attack."),
     out: Path = typer.Option(Path("runs/attack"), help="Folder for attack.json and examples.png."),
     seed: int = typer.Option(0),
@@ -34,8 +35,9 @@ def attack(
     loaded = load_model_and_data(model, data, seed=seed)
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
-    report = attack_report(make_attack(attack, loaded.model, eps=eps, norm=norm, steps=steps), x, y)
-    summary = {"attack": attack, "eps": eps, "norm": norm, "steps": steps, **report.to_dict()}
+    settings = {"eps": eps, "norm": norm, "steps": steps, "restarts": restarts}
+    report = attack_report(make_attack(attack, loaded.model, **settings), x, y)
+    summary = {"attack": attack, **settings, **report.to_dict()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "attack.json").write_text(json.dumps(summary, indent=2))
     order = report.successful_first()
@@ -57,6 +59,7 @@ def robustness(
     linf: str = typer.Option("0,0.01,0.02,0.05,0.1", help="Comma-separated L-inf budgets."),
     l2: str = typer.Option("0,0.25,0.5,1,2", help="Comma-separated L2 budgets."),
     steps: int = typer.Option(10, help="PGD steps per budget."),
+    restarts: int = typer.Option(5, help="PGD random restarts per budget."),
     ara_steps: int = typer.Option(100, help="Steps of the minimum-norm (DDN) attack for ARA."),
     out: Path = typer.Option(Path("runs/robustness"), help="Folder for robustness.json, curves.png, ara.png."),
     seed: int = typer.Option(0),
@@ -71,7 +74,9 @@ def robustness(
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
     net = loaded.model
-    curves = [robustness_curve(net, x, y, eps, norm=norm, steps=steps) for norm, eps in budgets.items()]
+    curves = [
+        robustness_curve(net, x, y, eps, norm=norm, steps=steps, restarts=restarts) for norm, eps in budgets.items()
+    ]
     score = ara(net, x, y, MinNormL2(net, steps=ara_steps))
     out.mkdir(parents=True, exist_ok=True)
     doc = {"curves": [c.to_dict() for c in curves], "ara": score.to_dict()}
@@ -81,7 +86,8 @@ def robustness(
     for c in curves:
         points = zip(c.eps, c.accuracy, strict=True)
         console.print(f"{c.norm}: " + ", ".join(f"eps {e:g} acc {a:.3f}" for e, a in points))
-    console.print(f"ARA {score.ara:.5f} (clean accuracy {score.clean_accuracy:.4f}); written to {out}")
+    bracket = f"; {score.unbroken} unbroken, {score.ara_unbroken_at_zero:.5f} at 0" if score.unbroken else ""
+    console.print(f"ARA {score.ara:.5f} (clean accuracy {score.clean_accuracy:.4f}{bracket}); written to {out}")
 
 
 def register(app: typer.Typer) -> None:

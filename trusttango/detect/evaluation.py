@@ -21,7 +21,10 @@ from trusttango.modes import eval_mode
 from trusttango.torchutil import model_device
 
 DETECTION_ATTACKS = ("fgsm", "pgd", "mifgsm", "cw", "deepfool")
-ATTACK_SETTINGS: dict[str, dict] = {"cw": {"steps": 50, "binary_steps": 3}}  # a shorter C&W search
+ATTACK_SETTINGS: dict[str, dict] = {  # the detection protocol: a shorter C&W search, PGD-10 with one start
+    "cw": {"steps": 50, "binary_steps": 3},
+    "pgd": {"steps": 10, "restarts": 1},
+}
 
 
 @dataclass

@@ -225,7 +225,7 @@ def strong_robust_accuracy(ctx: Context, threat: ThreatModel) -> float:
     if not correct.any():
         return 0.0
     attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
-    return robust_accuracy(attack, x[correct], y[correct]) * float(correct.float().mean())
+    return robust_accuracy(ctx.model, x[correct], y[correct], attack) * float(correct.float().mean())
 
 
 def robustness(ctx: Context) -> Section:
@@ -239,8 +239,10 @@ def robustness(ctx: Context) -> Section:
     verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     x, y = ctx.sample(ctx.config.n_attack)
     curves = [
-        robustness_curve(ctx.model, x, y, [0.0, 0.01, 0.02, 0.05, 0.1], attack="pgd", norm="linf", steps=10),
-        robustness_curve(ctx.model, x, y, [0.0, 0.25, 0.5, 1.0, 2.0], attack="pgd", norm="l2", steps=10),
+        robustness_curve(
+            ctx.model, x, y, [0.0, 0.01, 0.02, 0.05, 0.1], attack="pgd", norm="linf", steps=10, restarts=1
+        ),
+        robustness_curve(ctx.model, x, y, [0.0, 0.25, 0.5, 1.0, 2.0], attack="pgd", norm="l2", steps=10, restarts=1),
     ]
     curve_png = plot_curves(curves, ctx.figures / "robustness_curves.png")
     result = ara(ctx.model, x[: ctx.config.n_attack // 2], y[: ctx.config.n_attack // 2])
@@ -282,7 +284,10 @@ def detection(ctx: Context) -> Section:
     except InputError as err:
         return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=str(err))
     results, curves, unflipped = [], {}, []
-    for name, attack in {"FGSM (seen)": FGSM(ctx.model, eps=0.1), "PGD (unseen)": PGD(ctx.model, eps=0.1)}.items():
+    for name, attack in {
+        "FGSM (seen)": FGSM(ctx.model, eps=0.1),
+        "PGD (unseen)": PGD(ctx.model, eps=0.1, steps=10, restarts=1),
+    }.items():
         clean, adv = adversarial_pairs(ctx.model, x[half:], y[half:], attack)
         if len(adv) == 0:  # a model this attack cannot fool leaves nothing to detect
             unflipped.append(name)

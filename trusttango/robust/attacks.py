@@ -278,12 +278,28 @@ class BIM(_GradientAttack):
 class PGD(_GradientAttack):
     """Projected gradient descent (Madry et al. 2018, eq. 2): BIM from a uniform random start in the
     eps ball, ``restarts`` times (an example counts as broken if any restart breaks it).
-    ``alpha`` defaults to ``2.5 eps / steps`` (Madry et al.)."""
+
+    Defaults are evaluation strength and scale with the input range ``bounds = (lo, hi)``:
+    ``eps`` = 8/255 of ``hi - lo`` for L-inf and 0.5 of it for L2 (RobustBench's budgets on
+    [0, 1] images, Croce et al. 2021), 50 steps, 5 restarts, ``alpha = 2.5 eps / steps``
+    (Madry et al.). Pass the budget of your threat model; training (:mod:`.defences`) uses fewer steps."""
 
     random_start = True
 
-    def __init__(self, model: nn.Module, eps: float = 8 / 255, restarts: int = 1, **kw) -> None:
-        super().__init__(model, eps=eps, **kw)
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float | None = None,
+        norm: str = "linf",
+        steps: int = 50,
+        restarts: int = 5,
+        alpha: float | None = None,
+        targeted: bool = False,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        if eps is None:
+            eps = (8 / 255 if norm == "linf" else 0.5) * (float(bounds[1]) - float(bounds[0]))
+        super().__init__(model, eps=eps, norm=norm, steps=steps, alpha=alpha, targeted=targeted, bounds=bounds)
         require(int(restarts) >= 1, f"restarts: expected >= 1, got {restarts}")
         self.restarts = int(restarts)
 

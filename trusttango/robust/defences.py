@@ -50,7 +50,7 @@ class AdversarialTraining(Hook):
 
     def _attack(self, state: TrainState) -> Attack:
         if self.method == "pgd":
-            return PGD(state.model, eps=self.eps, norm=self.norm, steps=self.steps, bounds=self.bounds)
+            return PGD(state.model, eps=self.eps, norm=self.norm, steps=self.steps, restarts=1, bounds=self.bounds)
         return _RandomStartFGSM(state.model, eps=self.eps, norm=self.norm, bounds=self.bounds)
 
     def batch(self, state: TrainState, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,12 +4,19 @@ ARA (adversarial robustness area, Woods et al. 2019, sec. 3): a minimum-norm att
 example the smallest RMS perturbation ``delta* = sqrt(mean_{C,H,W} (x_adv - x)^2)`` that
 changes its prediction (0 when already misclassified); ``Acc(eps) = P(delta* > eps)`` and
 ``ARA = integral_0^inf max(0, Acc(eps) - 1/K) d eps``. ``Acc`` is a step function, so the
-integral is computed exactly. An example the attack could not break is counted as robust up
-to the largest possible RMS perturbation, ``hi - lo``.
+integral is computed exactly. The perturbations an attack finds bound the minimal ones from
+above, so ARA from any attack can only overstate the true one. A correctly classified example
+the attack could not break has an unknown ``delta*`` in ``[0, hi - lo]``: such examples are
+counted (``unbroken``) and warned about; ``ara`` counts them at ``hi - lo`` (as the paper's
+definition does), ``ara_unbroken_at_zero`` at 0 (it credits the attack's failures with nothing).
+
+Every metric takes ``(model, x, y, attack=...)``, runs the model in eval mode and leaves each
+submodule's train/eval flag as it was.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,8 +26,8 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.modes import eval_mode
-from trusttango.robust.attacks import ATTACKS, Attack, AttackResult, MinNormL2, make_attack
-from trusttango.torchutil import model_device
+from trusttango.robust.attacks import ATTACKS, PGD, Attack, AttackResult, MinNormL2, make_attack
+from trusttango.torchutil import batched_forward
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -28,9 +35,18 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
         yield x[i : i + batch_size], y[i : i + batch_size]
 
 
-def robust_accuracy(attack: Attack, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Fraction of ``(x, y)`` the model still classifies correctly after an untargeted ``attack``."""
-    require(not attack.targeted, "attack: robust accuracy needs an untargeted attack")
+def _check_attack(model: nn.Module, attack: Attack) -> None:
+    require(attack.model is model, "attack: built on another model than the one measured")
+    require(not attack.targeted, "attack: robustness metrics need an untargeted attack")
+
+
+def robust_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | None = None, batch_size: int = 256
+) -> float:
+    """Fraction of ``(x, y)`` ``model`` still classifies correctly after an untargeted ``attack``
+    (default :class:`~trusttango.robust.attacks.PGD` with its evaluation defaults)."""
+    attack = attack or PGD(model)
+    _check_attack(model, attack)
     correct = 0
     for xb, yb in _batches(x, y, batch_size):
         result = attack.run(xb, yb)
@@ -110,7 +126,7 @@ def robustness_curve(
     require(attack in budgeted, f"attack: expected one of {tuple(budgeted)}, got {attack!r}")
     require(len(eps) > 0, "eps: expected at least one value")
     acc = [
-        robust_accuracy(make_attack(attack, model, eps=float(e), norm=norm, **attack_options), x, y, batch_size)
+        robust_accuracy(model, x, y, make_attack(attack, model, eps=float(e), norm=norm, **attack_options), batch_size)
         for e in eps
     ]
     return RobustnessCurve(attack, norm, [float(e) for e in eps], acc)
@@ -118,13 +134,16 @@ def robustness_curve(
 
 @dataclass
 class ARAResult:
-    """ARA, the per-example minimum RMS perturbations and the clean accuracy."""
+    """ARA (unbroken examples at the largest perturbation), the same with them at 0, the
+    per-example minimum RMS perturbations found and the clean accuracy (module docstring)."""
 
     ara: float
     deltas: np.ndarray
     num_classes: int
     clean_accuracy: float
     attack_success_rate: float
+    unbroken: int = 0  # correctly classified examples the attack did not break
+    ara_unbroken_at_zero: float | None = None
 
     def accuracy_at(self, eps: float | np.ndarray) -> np.ndarray:
         """``Acc(eps)``: fraction of examples whose minimum perturbation exceeds ``eps``."""
@@ -137,6 +156,8 @@ class ARAResult:
             "clean_accuracy": self.clean_accuracy,
             "attack_success_rate": self.attack_success_rate,
             "median_delta": float(np.median(self.deltas)),
+            "unbroken": self.unbroken,
+            "ara_unbroken_at_zero": self.ara if self.ara_unbroken_at_zero is None else self.ara_unbroken_at_zero,
         }
 
 
@@ -160,21 +181,34 @@ def ara(
     """Adversarial robustness area of ``model`` on ``(x, y)`` (Woods et al. 2019).
 
     ``attack`` must be an untargeted minimum-norm attack (default :class:`MinNormL2`, DDN).
+    Correct predictions are taken in eval mode; examples the attack did not break are counted
+    in ``unbroken`` and warned about (module docstring).
     """
     attack = attack or MinNormL2(model)
-    require(attack.minimum_norm and not attack.targeted, "attack: ARA needs an untargeted minimum-norm attack")
+    _check_attack(model, attack)
+    require(attack.minimum_norm, "attack: ARA needs a minimum-norm attack")
     lo, hi = attack.bounds
-    deltas, success, clean = [], [], 0
+    with torch.no_grad():
+        correct = batched_forward(model, x, batch_size).argmax(1) == torch.as_tensor(y).cpu()
+        k = batched_forward(model, x[:1]).shape[1]
+    rms, success = [], []
     for xb, yb in _batches(x, y, batch_size):
         result = attack.run(xb, yb)
-        yb = yb.to(result.predictions.device)
-        with torch.no_grad():
-            correct = model(xb.to(result.x_adv.device)).argmax(1) == yb
-        clean += int(correct.sum())
-        rms = torch.where(result.success, result.rms, torch.full_like(result.rms, hi - lo))
-        deltas.append(torch.where(correct, rms, torch.zeros_like(rms)).cpu())
+        rms.append(result.rms.cpu())
         success.append(result.success.cpu())
-    with torch.no_grad():
-        k = model(x[:1].to(model_device(model))).shape[1]
-    d = torch.cat(deltas).numpy()
-    return ARAResult(ara_from_deltas(d, k), d, k, clean / len(x), float(torch.cat(success).float().mean()))
+    rms, success = torch.cat(rms), torch.cat(success)
+    unbroken = correct & ~success
+    upper = torch.where(correct, torch.where(success, rms, torch.full_like(rms, hi - lo)), torch.zeros_like(rms))
+    lower = torch.where(unbroken, torch.zeros_like(upper), upper)
+    if unbroken.any():
+        warnings.warn(
+            f"ARA: {int(unbroken.sum())} of {int(correct.sum())} correctly classified examples were not broken by "
+            f"{type(attack).__name__} in {attack.steps} steps; ARA counts them at the largest perturbation "
+            f"({hi - lo:g}); ara_unbroken_at_zero counts them at 0; give the attack more steps",
+            stacklevel=2,
+        )
+    d = upper.numpy()
+    return ARAResult(
+        ara_from_deltas(d, k), d, k, float(correct.float().mean()), float(success.float().mean()),
+        int(unbroken.sum()), ara_from_deltas(lower.numpy(), k),
+    )  # fmt: skip

@@ -38,7 +38,7 @@ def explain_classes(
         pred = model(x).argmax(1)
         k = model(x[:1]).shape[1]
     eps = rms * math.sqrt(x[0].numel())
-    attack = PGD(model, eps=eps, norm="l2", steps=steps, targeted=True, bounds=bounds)
+    attack = PGD(model, eps=eps, norm="l2", steps=steps, restarts=1, targeted=True, bounds=bounds)
     out = x[:, None].repeat(1, k, 1, 1, 1)
     for c in range(k):
         todo = pred != c
