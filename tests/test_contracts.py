@@ -209,3 +209,17 @@ def test_detector_refuses_bad_input(name: str, pairs, batch: torch.Tensor, tmp_p
         (folder / "detector.json").write_text(json.dumps(broken))
         with pytest.raises(InputError, match=message):
             load_detector(folder, model)
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_flips_a_trained_model(name: str, digits, digits_model) -> None:
+    """On correctly classified digits, every attack changes most predictions (L-inf 0.2 for
+    the norm-bounded ones), and the flips it reports are real: the model's own prediction on
+    the returned example differs from the label exactly where success is claimed."""
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    with torch.no_grad():
+        correct = digits_model(x).argmax(1) == y
+    result = make_attack(name, digits_model, eps=0.2).run(x[correct], y[correct])  # each attack's own steps
+    with torch.no_grad():
+        flipped = digits_model(result.x_adv).argmax(1) != y[correct]
+    assert torch.equal(flipped, result.success) and result.success_rate > 0.5, result.success_rate

@@ -29,6 +29,7 @@ from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
 from trusttango.models.io import CONFIG, SavedModel, load_model, read_config, save_model, versions
 from trusttango.models.unified import build_model, config_for
+from trusttango.torchutil import model_device
 from trusttango.train import TrainConfig, fit
 
 ATTENTIONS = ("gradcam", "guided")
@@ -220,10 +221,8 @@ def train_zoom(
     global_model.eval()
     shape = (train.input_shape[0], crop_size, crop_size)
     local_model = build_model(config_for(shape, k, **model_options), seed=cfg.seed + 1)
-    zoom = ZoomClassifier(global_model, local_model, k, crop_size, tau, attention, fusion).to(
-        next(global_model.parameters()).device
-    )
-    device = next(global_model.parameters()).device
+    device = model_device(global_model)
+    zoom = ZoomClassifier(global_model, local_model, k, crop_size, tau, attention, fusion).to(device)
     crops = {name: _map(getattr(splits, name), lambda b: zoom.crops(b.to(device))) for name in ("train", "val")}
     fit(local_model, crops["train"], crops["val"], cfg)
     local_model.eval()

@@ -16,6 +16,7 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.robust.attacks import PGD
+from trusttango.torchutil import model_device
 
 
 def explain_classes(
@@ -32,8 +33,7 @@ def explain_classes(
     """
     require(x.dim() == 4 and len(x) > 0, f"x: expected images (N, C, H, W), got shape {tuple(x.shape)}")
     require(0 < rms <= bounds[1] - bounds[0], f"rms: expected in (0, {bounds[1] - bounds[0]}], got {rms}")
-    device = next(model.parameters()).device
-    x = x.to(device)
+    x = x.to(model_device(model))
     with torch.no_grad():
         pred = model(x).argmax(1)
         k = model(x[:1]).shape[1]
@@ -43,7 +43,7 @@ def explain_classes(
     for c in range(k):
         todo = pred != c
         if bool(todo.any()):
-            target = torch.full((int(todo.sum()),), c, device=device)
+            target = torch.full((int(todo.sum()),), c, device=x.device)
             out[todo, c] = attack.run(x[todo], target, labels=pred[todo]).x_adv
     return out
 
