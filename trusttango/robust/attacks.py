@@ -17,8 +17,8 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 minimum-norm L2 attack used for ARA.
 
 :data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
-it takes. The base class holds the threat model every attack shares (``targeted``, ``bounds``)
-and the success rule; each attack's own settings are in its ``__init__``.
+it takes. The base class takes only the model and holds the success rule; each attack's
+settings (``targeted``, ``bounds``, budget, steps, ...) are in its ``__init__``.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class Attack:
-    """Base class: the threat model every attack shares (``targeted``, the input ``bounds``),
-    input checks, the eval-mode context, the success rule and the result bookkeeping.
+    """Base class, taking only the model: input checks, the eval-mode context, the success rule
+    and the result bookkeeping. ``targeted`` and the input ``bounds`` are settings of each attack.
 
     Each attack's own settings (budget, steps, ...) belong to its ``__init__``. Subclasses
     implement :meth:`_perturb` ``(x, y) -> x_adv`` on validated inputs.
@@ -90,13 +90,18 @@ class Attack:
     minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
     fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
 
-    def __init__(self, model: nn.Module, *, targeted: bool = False, bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(self, model: nn.Module) -> None:
+        require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        self.model, self.targeted, self.bounds = model, False, (0.0, 1.0)
+        self._folded = FoldedBatchNorm(model)
+        self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
+
+    def _threat(self, targeted: bool, bounds: tuple[float, float]) -> None:
+        """Set the settings every attack takes: targeted or not, and the input range."""
         require(
             len(bounds) == 2 and bounds[0] < bounds[1], f"bounds: expected (low, high) with low < high, got {bounds}"
         )
-        self.model, self.targeted, self.bounds = model, targeted, (float(bounds[0]), float(bounds[1]))
-        self._folded = FoldedBatchNorm(model)
-        self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
+        self.targeted, self.bounds = bool(targeted), (float(bounds[0]), float(bounds[1]))
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial examples only: no extra forward pass for the result bookkeeping."""
@@ -191,7 +196,8 @@ class _GradientAttack(Attack):
         targeted: bool = False,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds)
+        super().__init__(model)
+        self._threat(targeted, bounds)
         require(norm in NORMS, f"norm: expected one of {NORMS}, got {norm!r}")
         require(math.isfinite(eps) and eps >= 0, f"eps: expected a finite value >= 0, got {eps}")
         require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
@@ -325,7 +331,8 @@ class _MinimumNormAttack(Attack):
     def __init__(
         self, model: nn.Module, steps: int, targeted: bool = False, bounds: tuple[float, float] = (0.0, 1.0)
     ) -> None:
-        super().__init__(model, targeted=targeted, bounds=bounds)
+        super().__init__(model)
+        self._threat(targeted, bounds)
         require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
         self.steps = int(steps)
 
