@@ -4,7 +4,12 @@ model directory is one line and exit status 2."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import click
 import pytest
@@ -72,3 +77,41 @@ def _required_options(command: click.Command) -> list[str]:
         elif isinstance(param, click.Argument) and param.required and param.name != "model":
             values.append("x")
     return values
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trusttango.cli", *args], capture_output=True, text=True, **kwargs)
+
+
+def test_old_positional_data_form_gets_a_one_line_hint(tmp_path) -> None:
+    old = _cli("attack", str(tmp_path / "m"), "digits")
+    assert old.returncode == 2 and old.stderr.strip().count("\n") == 0, old.stderr
+    assert "trusttango attack MODEL --data digits" in old.stderr
+    unknown = _cli("evaluate", str(tmp_path / "m"), "--bogus", "1")
+    assert unknown.returncode == 2 and unknown.stderr.strip().count("\n") == 0 and "--bogus" in unknown.stderr
+    typo = _cli("atack")
+    assert typo.returncode == 2 and typo.stderr.count("Did you mean 'attack'") == 1
+
+
+def test_ctrl_c_exits_130_with_one_line_and_writes_nothing(tmp_path) -> None:
+    """SIGINT during training: exit status 130, one line, and no model directory (it is written
+    only when training finished)."""
+    out = tmp_path / "m"
+    args = [sys.executable, "-m", "trusttango.cli", "train", "--data", "digits", "--epochs", "500", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not _training(proc):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (stdout[-500:], stderr[-1500:])
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-1500:]
+    assert not out.exists()
+
+
+def _training(proc: subprocess.Popen) -> bool:
+    """Whether the child is past its imports and in the training loop: more than 8 s of CPU time
+    (Linux /proc; importing torch and trusttango takes about 4)."""
+    utime, stime = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
+    return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK") > 8

@@ -32,7 +32,10 @@ COMMANDS: tuple[str, ...] = (
 def build_app() -> typer.Typer:
     """A fresh Typer app with every command of :data:`COMMANDS` registered."""
     app = typer.Typer(
-        add_completion=False, no_args_is_help=True, help="Trustworthy deep learning: train, explain, attack, audit."
+        add_completion=False,
+        no_args_is_help=True,
+        help="Trustworthy deep learning: train, explain, attack, audit.",
+        suggest_commands=False,  # click already suggests the closest command, once
     )
     for name in COMMANDS:
         importlib.import_module(f"trusttango.cli.{name}").register(app)
@@ -43,11 +46,12 @@ app = build_app()
 
 
 def main() -> None:
-    """Entry point: run the app; bad input -> one line on stderr, exit status 2."""
+    """Entry point: run the app; bad input (also a usage error) -> one line on stderr, exit
+    status 2; Ctrl-C -> one line, exit status 130."""
     import click
 
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="trusttango")
     except InputError as err:
         console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -56,7 +60,24 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         console.print("interrupted", highlight=False)
         sys.exit(130)
-    except click.ClickException as err:  # usage errors carry their own exit code
+    except click.UsageError as err:  # unknown options, a missing argument, the old positional data
+        console.print(f"[red]error:[/red] {err.format_message()}{_old_form_hint(err)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
+    if code == 130:  # Typer returns Ctrl-C as status 130 outside standalone mode
+        console.print("interrupted", highlight=False)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _old_form_hint(err) -> str:
+    """For a command that takes ``--data``, an extra positional argument is the old DATA form:
+    name the new one."""
+    ctx, message = err.ctx, err.format_message()
+    if ctx is None or "unexpected extra argument" not in message:
+        return ""
+    if not any(param.name == "data" for param in ctx.command.params):
+        return ""
+    extra = message.rsplit("(", 1)[-1].rstrip(")")
+    return f"; data is an option: {ctx.command_path} MODEL --data {extra}"
