@@ -4,6 +4,7 @@ model directory is one line and exit status 2."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -115,3 +116,15 @@ def _training(proc: subprocess.Popen) -> bool:
     (Linux /proc; importing torch and trusttango takes about 4)."""
     utime, stime = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]
     return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK") > 8
+
+
+def test_model_commands_default_to_the_data_the_model_was_trained_on(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    model = tmp_path / "m"
+    args = ["train", "--data", "digits", "--epochs", "1", "--depth", "2", "--out", str(model)]
+    assert CliRunner().invoke(build_app(), args).exit_code == 0
+    run = _cli("evaluate", str(model), "--out", str(tmp_path / "e"))
+    assert run.returncode == 0 and "using digits, the data the model was trained on" in run.stderr, run.stderr
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert sum(metrics["support"]) == 359  # digits' test split (a fashion-mnist default would not even fit)

@@ -27,9 +27,22 @@ def model_argument() -> typer.models.ArgumentInfo:
     return typer.Argument(..., help=MODEL_ARG_HELP)
 
 
-def data_option(default: str = "fashion-mnist", help: str = DATA_HELP) -> typer.models.OptionInfo:
-    """The ``--data`` option of every command that reads a dataset."""
+def data_option(default: str | None = None, help: str = DATA_HELP) -> typer.models.OptionInfo:
+    """The ``--data`` option of every command that reads a dataset (default None on commands
+    that read a model: the data the model records, see :func:`recorded_data`)."""
+    if default is None:
+        help += " Default: the data the model was trained on."
     return typer.Option(default, "--data", help=help)
+
+
+def recorded_data(saved, data: str | None, model: Path) -> str:
+    """``data``, or (not given) the dataset the saved model records it was trained on."""
+    if data is not None:
+        return data
+    recorded = saved.meta.get("data")
+    require(bool(recorded), f"{model}: the model records no dataset; give --data")
+    console.print(f"--data not given: using {recorded}, the data the model was trained on")
+    return str(recorded)
 
 
 def items(text: str, option: str = "") -> list[str]:
@@ -88,7 +101,7 @@ def load_model_and_data(model: Path, data: str, split: str = "test", seed: int =
 
     require(split in ("train", "val", "test"), f"--split: expected train, val or test, got {split!r}")
     saved = load_model(model_dir(model))
-    ds = getattr(load_data(data, seed=seed, **load_options), split)
+    ds = getattr(load_data(recorded_data(saved, data, model), seed=seed, **load_options), split)
     check_compatible(saved, ds)
     return Loaded(saved, ds)
 

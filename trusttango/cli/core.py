@@ -32,7 +32,7 @@ def datasets() -> None:
 
 
 def train(
-    data: str = data_option(),
+    data: str = data_option("fashion-mnist"),
     out: Path = typer.Option(Path("runs/model"), help="Model directory to write."),
     backbone: str = typer.Option("small_cnn", help="small_cnn | mobilenet_v2 | efficientnet_b0 | resnet18"),
     width: float = typer.Option(0.5, help="Width multiplier of the backbone."),
@@ -89,6 +89,7 @@ def train(
         _train_zoom(splits, tc, out, zoom_canvas, bool(hooks), options)
         return
     saved = train_model(splits, tc, hooks, **options)
+    saved.meta["data"] = data  # what --data said, so later commands can default to it
     save_model(saved, out)
     console.print(f"test accuracy {saved.meta['metrics']['test_accuracy']:.4f}; model written to {out}")
 

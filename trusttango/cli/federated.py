@@ -12,7 +12,7 @@ from trusttango.cli._common import console, data_option
 
 
 def federated(
-    data: str = data_option(),
+    data: str = data_option("fashion-mnist"),
     out: Path = typer.Option(Path("runs/federated"), help="Folder for partitions, history.json and PNGs."),
     clients: int = typer.Option(100, help="K: number of clients."),
     fraction: float = typer.Option(0.1, help="C: fraction of clients sampled per round, in (0, 1]."),

@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 import yaml
 
-from trusttango.cli._common import check_compatible, console, data_option, items, model_argument, model_dir
+from trusttango.cli._common import (
+    check_compatible,
+    console,
+    data_option,
+    items,
+    model_argument,
+    model_dir,
+    recorded_data,
+)
 from trusttango.errors import InputError, require
 
 
@@ -105,7 +113,7 @@ def membership_cmd(
     from trusttango.privacy.audits import loss_threshold_attack, plot_roc, sample_members
 
     saved = load_model(model_dir(model))
-    splits = load_data(data, seed=seed)
+    splits = load_data(recorded_data(saved, data, model), seed=seed)
     check_compatible(saved, splits.test)
     result = loss_threshold_attack(saved.model, *sample_members(splits.train, splits.test, n, seed))
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,11 @@ def audit(
 
     if model is not None:
         model = model_dir(model)
+        if data is None and config is None:  # the data the model was trained on
+            from trusttango.cli._common import recorded_data
+            from trusttango.models import load_model
+
+            data = recorded_data(load_model(model), None, model)
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
     flags["robust_eps"] = robust_eps
     flags["force"] = force or None
