@@ -228,3 +228,13 @@ def test_gradcam_works_under_no_grad(digits_model, digits):
     expected = GradCAM(digits_model).attribute(x)
     with torch.no_grad():
         assert torch.allclose(GradCAM(digits_model).attribute(x), expected)
+
+
+def test_one_name_per_method_and_aliases_accepted():
+    from trusttango.explain.compare import METHODS, methods
+
+    found = methods(["integrated", "IG", "guided-backprop", "Grad-CAM", "saliency"])
+    assert list(found) == ["integrated_gradients", "guided", "gradcam", "saliency"]
+    assert found["integrated_gradients"] is METHODS["integrated_gradients"]
+    with pytest.raises(InputError, match="unknown 'magic'"):
+        methods(["magic"])

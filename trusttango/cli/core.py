@@ -80,11 +80,10 @@ def train(
     )  # fmt: skip
     options = dict(backbone=backbone, width=width, depth=depth, activation=activation, norm=norm, augment=augment)
     options |= {"input_size": input_size} if input_size else {}
-    hooks = []
-    if dp:
-        hooks.append(_dp_hook(epsilon, delta, max_grad_norm, noise_multiplier, accountant, max_physical_batch_size))
+    hooks = defence_hooks(defence, defence_eps, defence_method, psi, target_ce)
+    if dp:  # DP-SGD runs first
+        hooks.insert(0, _dp_hook(epsilon, delta, max_grad_norm, noise_multiplier, accountant, max_physical_batch_size))
         options["norm"] = "group"
-    hooks += defence_hooks(defence, defence_eps, defence_method, psi, target_ce)
     if zoom:
         _train_zoom(splits, tc, out, zoom_canvas, bool(hooks), options)
         return

@@ -36,10 +36,23 @@ METHODS: dict[str, Callable[[nn.Module], Attribution]] = {
 }
 
 
+ALIASES: dict[str, str] = {  # other names people use -> the one name of METHODS
+    "integrated": "integrated_gradients", "ig": "integrated_gradients", "guided_backprop": "guided",
+    "deconvolution": "deconvnet", "grad_cam": "gradcam", "vanilla_gradient": "saliency",
+}  # fmt: skip
+
+
+def canonical(name: str) -> str:
+    """The :data:`METHODS` name for ``name`` or one of its :data:`ALIASES` (case and ``-`` ignored)."""
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    require(key in METHODS, f"method: unknown {name!r}; choose from {', '.join(METHODS)}")
+    return key
+
+
 def method(name: str) -> Callable[[nn.Module], Attribution]:
-    """The attribution class registered under ``name`` (see :data:`METHODS`)."""
-    require(name in METHODS, f"method: unknown {name!r}; choose from {', '.join(METHODS)}")
-    return METHODS[name]
+    """The attribution class registered under ``name`` or an alias of it (see :data:`METHODS`)."""
+    return METHODS[canonical(name)]
 
 
 def methods(names: Sequence[str], layer: str | None = None) -> dict[str, Callable[[nn.Module], Attribution]]:
@@ -47,7 +60,7 @@ def methods(names: Sequence[str], layer: str | None = None) -> dict[str, Callabl
     the CAM methods (:class:`GradCAM` and its subclasses), whose default is the last conv layer.
     A ``layer`` with no CAM method among ``names`` is an :class:`InputError`."""
     require(len(names) > 0, "method: expected at least one method name")
-    found = {name: method(name) for name in names}
+    found = {canonical(name): method(name) for name in names}
     if layer is None:
         return found
     cams = [name for name, cls in found.items() if isinstance(cls, type) and issubclass(cls, GradCAM)]
@@ -88,10 +101,10 @@ class Explanations:
         }
 
     def title(self, i: int, name: str, class_names: Sequence[str]) -> str:
-        """``"name: class (p)"``, plus the explained class when it is not the predicted one."""
+        """``"name: predicted class (probability p)"``, plus the explained class when it is not the predicted one."""
         pred, target = int(self.predicted[i]), int(self.target[i])
-        text = f"{name}: {class_names[pred]} ({float(self.probabilities[i, pred]):.2f})"
-        return text if target == pred else f"{text}, explaining {class_names[target]}"
+        text = f"{name}: predicted {class_names[pred]} (probability {float(self.probabilities[i, pred]):.2f})"
+        return f"{text}; explaining it" if target == pred else f"{text}; explaining {class_names[target]}"
 
 
 def explain_inputs(

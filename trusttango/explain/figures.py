@@ -18,7 +18,8 @@ def _image(x: torch.Tensor):
 
 
 def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
-    """Write ``input | heatmap | overlay`` for one image ``(C, H, W)`` and each method's ``(H, W)`` map."""
+    """Write ``input | heatmap | overlay`` for one image ``(C, H, W)`` and each method's ``(H, W)`` map,
+    each map with its colour bar."""
     rows = len(heatmaps)
     fig, axes = subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
     img = _image(x)
@@ -27,9 +28,11 @@ def save_overlays(x: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: Path
         h = heat.detach().cpu().numpy()
         ax_row[0].imshow(img, cmap=cmap, vmin=0, vmax=1)
         ax_row[0].set_ylabel(name)
-        ax_row[1].imshow(h, cmap="inferno")
+        shown = ax_row[1].imshow(h, cmap="inferno")
+        fig.colorbar(shown, ax=ax_row[1], fraction=0.046, pad=0.04)
         ax_row[2].imshow(img, cmap=cmap, vmin=0, vmax=1)
-        ax_row[2].imshow(h, cmap="jet", alpha=0.45)
+        overlay = ax_row[2].imshow(h, cmap="jet", alpha=0.45)
+        fig.colorbar(overlay, ax=ax_row[2], fraction=0.046, pad=0.04, label="attribution")
         for ax, label in zip(ax_row, ("input", "heatmap", "overlay"), strict=False):
             ax.set_xticks([])
             ax.set_yticks([])

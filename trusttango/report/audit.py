@@ -181,7 +181,7 @@ def insight(ctx: Context) -> Section:
     from trusttango.explain.figures import save_overlays
 
     x, y = ctx.sample(ctx.config.n_explain)
-    methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated": IntegratedGradients}
+    methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated_gradients": IntegratedGradients}
     note = ""
     try:  # backward-rule methods are defined for ReLU networks only; they refuse others
         GuidedBackprop(ctx.model).attribute(x[:1], target=y[:1])
@@ -192,7 +192,8 @@ def insight(ctx: Context) -> Section:
     figures = []
     for i in range(min(3, len(x))):
         path = ctx.figures / f"explain_{i}.png"
-        save_overlays(x[i], {name: m[i] for name, m in maps.items()}, path, ctx.splits.class_names[int(y[i])])
+        title = f"true and explained class: {ctx.splits.class_names[int(y[i])]}"
+        save_overlays(x[i], {name: m[i] for name, m in maps.items()}, path, title)
         figures.append(Figure(path, f"Attributions for a test image of class {ctx.splits.class_names[int(y[i])]}"))
     rows = compare_methods(ctx.model, x, y, methods=methods)
     header = list(rows[0])
