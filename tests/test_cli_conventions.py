@@ -128,3 +128,16 @@ def test_model_commands_default_to_the_data_the_model_was_trained_on(tmp_path) -
     assert run.returncode == 0 and "using digits, the data the model was trained on" in run.stderr, run.stderr
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert sum(metrics["support"]) == 359  # digits' test split (a fashion-mnist default would not even fit)
+
+
+def test_help_fits_80_columns_without_cutting_anything() -> None:
+    """Every command's --help on an 80-column terminal: no option name, metavar or default is cut (…)."""
+    from typer.testing import CliRunner
+
+    app = build_app()
+    cut = {}
+    for name, _ in COMMANDS:
+        shown = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert shown.exit_code == 0, (name, shown.output)
+        cut.update({name: line for line in shown.output.splitlines() if "…" in line})
+    assert not cut, cut

@@ -19,7 +19,11 @@ def automl(
     study: str = typer.Option("automl", help="Study name (workers sharing storage and name share the study)."),
     out: Path = typer.Option(Path("runs/automl"), help="Output folder."),
     objective: str = typer.Option("accuracy", help="accuracy | accuracy+robustness (Pareto search)."),
-    backbones: str = typer.Option("small_cnn,resnet18,mobilenet_v2", help="Comma-separated backbones to search."),
+    backbones: str = typer.Option(
+        "small_cnn,resnet18,mobilenet_v2",
+        show_default=False,
+        help="Comma-separated backbones to search (default: small_cnn, resnet18, mobilenet_v2).",
+    ),
     max_epochs: int = typer.Option(10, min=1, help="Largest epoch count a trial may draw."),
     top_k: int = typer.Option(3, min=1, help="Models in the ensemble."),
     warm_start: int = typer.Option(0, min=0, help="Seed with the best configs of the N most similar studies."),
@@ -27,7 +31,7 @@ def automl(
     prune: bool = typer.Option(True, help="Prune hopeless trials from their learning curves."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    resume: bool = typer.Option(False, help="Continue the study recorded in OUT/search.json."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study recorded in OUT/search.json."),
 ) -> None:
     """Search the unified architecture and training under budget T; write the best model,
     trials.csv, the learning curve with its ALC, and search.json."""

@@ -16,6 +16,7 @@ from trusttango.errors import require
 PHYSICAL_BATCH_OPTION = typer.Option(
     None,
     min=0,
+    metavar="N",  # a short metavar leaves room for the long option name in an 80-column help
     help="DP virtual batches: at most N examples per pass, same lots and accounting "
     "(default 256; 0: each lot in one pass).",
 )
@@ -41,16 +42,16 @@ def train(
     activation: str = typer.Option("relu", help="relu | half_huber | gelu | silu"),
     norm: str = typer.Option("batch", help="batch | group | none"),
     augment: str = typer.Option("none", help="none | shift | flip_shift"),
-    epochs: int = typer.Option(4, min=1),
+    epochs: int = typer.Option(4, min=1, metavar="N"),
     budget: float = typer.Option(0.0, help="Wall-clock training budget in seconds (0: none)."),
-    batch_size: int = typer.Option(128, min=1),
+    batch_size: int = typer.Option(128, min=1, metavar="N"),
     lr: float = typer.Option(2e-3),
     optimizer: str = typer.Option("adamw", help="adamw | adam | sgd"),
     schedule: str = typer.Option("onecycle", help="onecycle | cosine | step | constant"),
     patience: int = typer.Option(0, help="Early stopping after N epochs without improvement (0: off)."),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    skip_corrupt: bool = typer.Option(False, help="Skip unreadable images (counted in a warning)."),
+    skip_corrupt: bool = typer.Option(False, "--skip-corrupt", help="Skip unreadable images (counted in a warning)."),
     dp: bool = typer.Option(False, "--dp", help="Train with DP-SGD (Opacus); BatchNorm becomes GroupNorm."),
     epsilon: float = typer.Option(0.0, help="DP target epsilon for the whole run (with --dp)."),
     delta: float = typer.Option(0.0, help="DP delta (0: min(1e-5, 0.1/N))."),

@@ -71,7 +71,7 @@ def fit_cmd(
     n: int = typer.Option(500, help="Validation examples to attack."),
     window: str = typer.Option("3", help="Side of the entropy neighbourhood (odd); several: e.g. 3,5."),
     bins: int = typer.Option(256, help="Histogram bins over the 8-bit response levels."),
-    summary: bool = typer.Option(False, help="Add entropy-image statistics and a logistic model."),
+    summary: bool = typer.Option(False, "--summary", help="Add entropy-image statistics and a logistic model."),
     layer: str = typer.Option("auto", help=LAYER_HELP),
     signal: str = typer.Option(
         "guided", help="Response read at each layer: guided (backprop signal), activation, or both."

@@ -58,7 +58,7 @@ def explain(
     layer: str = typer.Option("", help="Layer of the CAM methods, a module name (default: the last conv layer)."),
     out: Path = typer.Option(Path("runs/explain"), help="Folder for the PNG overlays and scores.json."),
     limit: int = typer.Option(16, min=1, help="At most this many inputs."),
-    compare: bool = typer.Option(False, help="Also write the metrics table compare.csv / compare.json."),
+    compare: bool = typer.Option(False, "--compare", help="Also write the metrics table compare.csv / compare.json."),
 ) -> None:
     """Explain predictions: PNG overlays (input | heatmap | overlay) per input and a JSON of scores."""
     from trusttango.explain.cam import find_layer

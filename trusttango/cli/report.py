@@ -20,7 +20,7 @@ def audit(
     robust_eps: float = typer.Option(
         None, help="L-inf budget of the robustness verdict (default: the data's published one, named in the report)."
     ),
-    force: bool = typer.Option(False, help="Write into an existing, non-empty report folder."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty report folder."),
 ) -> None:
     """Search (or load) a model, then explain, attack, detect, probe privacy and fairness; write the report."""
     from trusttango.cli._common import model_dir
