@@ -10,6 +10,12 @@ import typer
 from trusttango.cli._common import console, data_option, items
 from trusttango.errors import InputError
 
+BACKBONES_OPTION = typer.Option(
+    "small_cnn,resnet18,mobilenet_v2",
+    show_default=False,
+    help="Comma-separated backbones to search (default: small_cnn, resnet18, mobilenet_v2).",
+)
+
 
 def automl(
     data: str = data_option("digits"),
@@ -19,11 +25,7 @@ def automl(
     study: str = typer.Option("automl", help="Study name (workers sharing storage and name share the study)."),
     out: Path = typer.Option(Path("runs/automl"), help="Output folder."),
     objective: str = typer.Option("accuracy", help="accuracy | accuracy+robustness (Pareto search)."),
-    backbones: str = typer.Option(
-        "small_cnn,resnet18,mobilenet_v2",
-        show_default=False,
-        help="Comma-separated backbones to search (default: small_cnn, resnet18, mobilenet_v2).",
-    ),
+    backbones: str = BACKBONES_OPTION,
     max_epochs: int = typer.Option(10, min=1, help="Largest epoch count a trial may draw."),
     top_k: int = typer.Option(3, min=1, help="Models in the ensemble."),
     warm_start: int = typer.Option(0, min=0, help="Seed with the best configs of the N most similar studies."),
