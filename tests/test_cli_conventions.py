@@ -139,5 +139,7 @@ def test_help_fits_80_columns_without_cutting_anything() -> None:
     for name, _ in COMMANDS:
         shown = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "80"}, terminal_width=80)
         assert shown.exit_code == 0, (name, shown.output)
-        cut.update({name: line for line in shown.output.splitlines() if "…" in line})
+        lines = [line for line in shown.output.splitlines() if "…" in line]
+        if lines:
+            cut[name] = lines
     assert not cut, cut
