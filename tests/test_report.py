@@ -180,3 +180,21 @@ def test_detection_stage_survives_an_attack_that_flips_nothing(tmp_path, monkeyp
     x, _ = ctx.sample(4)
     with pytest.raises(InputError, match=r"evaluate_detector \(PGD\): need clean and adversarial inputs, got 4 and 0"):
         evaluate_detector(EntropyDetector(digits_model), x, x[:0], "PGD")
+
+
+def test_an_interrupted_audit_leaves_nothing_half_written(audited, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) in the middle of the stages: no report folder, no staging
+    folder left beside it; a later audit into the same folder is not refused."""
+    from trusttango.report import audit as audit_module
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    stages = dict(audit_module.STAGES)
+    stages["robustness"] = interrupted
+    monkeypatch.setattr(audit_module, "STAGES", list(stages.items()))
+    cfg = AuditConfig(data="digits", model=audited.parent / "model", out=tmp_path / "r", n_explain=4, n_attack=20,
+                      n_membership=50)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        run_audit(cfg, progress=False)
+    assert not (tmp_path / "r").exists() and list(tmp_path.iterdir()) == []

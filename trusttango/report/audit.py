@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -140,7 +142,7 @@ def genesis(ctx: Context) -> Section:
     result = search.run()
     require(result.best is not None, "the search budget was too small to train any model; raise --budget")
     ctx.saved = saved_model(result.best, ctx.splits, {"sampler": cfg.sampler, "budget_s": search.budget_s})
-    save_model(ctx.saved, cfg.out / "model")
+    save_model(ctx.saved, ctx.figures.parent / "model")
     alc = result.curve.alc
     curve_png = result.curve.plot(ctx.figures / "learning_curve.png")
     section.figures.append(Figure(curve_png, "Anytime learning curve: NAUC of test predictions vs log-scaled time"))
@@ -386,11 +388,24 @@ STAGES: list[tuple[str, Callable[[Context], Section]]] = [
 ]
 
 
-def _prepare_out(out: Path, force: bool) -> None:
-    """Refuse an existing, non-empty output folder unless ``force``; never delete other files."""
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an existing, non-empty output folder unless ``force``."""
     if out.exists() and any(out.iterdir()) and not force:
         raise InputError(f"{out}: output folder exists and is not empty; pass --force to write into it")
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def _publish(staging: Path, out: Path) -> Path:
+    """Move the finished report from ``staging`` into ``out``: entries of the same name are
+    replaced, other files in ``out`` stay."""
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in staging.iterdir():
+        target = out / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        entry.rename(target)
+    return out
 
 
 def _seed_stage(seed: int, index: int) -> None:
@@ -400,21 +415,14 @@ def _seed_stage(seed: int, index: int) -> None:
     torch.manual_seed(seed + index)
 
 
-def run_audit(config: AuditConfig, progress: bool = True) -> Path:
-    """Run every stage and write ``index.html``, ``audit.json`` and figures into ``config.out``."""
-    require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
-    threat_model(config.data, config.robust_eps)  # a bad budget fails before any long work
-    splits = load_data(config.data, seed=config.seed)
-    if config.model is not None:  # mismatches fail before any long work
-        check_compatible(load_model(config.model).config, splits.train)
-    _prepare_out(config.out, config.force)
-    ctx = Context(config, splits, config.out / "figures", time.perf_counter() + config.budget)
+def _run_stages(ctx: Context, progress: bool) -> list[Section]:
+    """Every stage in order, seeded per stage, with a progress bar."""
     sections = []
     columns = [TextColumn("[bold]audit"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("", total=len(STAGES))
         for index, (name, stage) in enumerate(STAGES):
-            _seed_stage(config.seed, index)
+            _seed_stage(ctx.config.seed, index)
             left = max(0.0, ctx.deadline - time.perf_counter())
             bar.update(task, description=f"{name} (budget left {left:.0f} s)")
             start = time.perf_counter()
@@ -422,11 +430,34 @@ def run_audit(config: AuditConfig, progress: bool = True) -> Path:
             section.seconds = time.perf_counter() - start
             sections.append(section)
             bar.advance(task)
-    record = {
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "versions": versions(),
-        "stage_seconds": {s.key: s.seconds for s in sections},
-        "results": ctx.record,
-    }
-    subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
-    return write_report(config.out, "trusttango trust report", subtitle, sections, record)
+    return sections
+
+
+def run_audit(config: AuditConfig, progress: bool = True) -> Path:
+    """Run every stage and write ``index.html``, ``audit.json``, ``figures/`` (and the searched
+    ``model/``) into ``config.out``. The report is built in a hidden sibling folder and moved
+    into ``config.out`` only when complete, so an interrupted or failed audit leaves nothing
+    half-written there."""
+    require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
+    threat_model(config.data, config.robust_eps)  # a bad budget fails before any long work
+    splits = load_data(config.data, seed=config.seed)
+    if config.model is not None:  # mismatches fail before any long work
+        check_compatible(load_model(config.model).config, splits.train)
+    _check_out(config.out, config.force)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.out.name}-partial-", dir=config.out.parent))
+    try:
+        (staging / "figures").mkdir()
+        ctx = Context(config, splits, staging / "figures", time.perf_counter() + config.budget)
+        sections = _run_stages(ctx, progress)
+        record = {
+            "config": json.loads(json.dumps(asdict(config), default=str)),
+            "versions": versions(),
+            "stage_seconds": {s.key: s.seconds for s in sections},
+            "results": ctx.record,
+        }
+        subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
+        write_report(staging, "trusttango trust report", subtitle, sections, record)
+        return _publish(staging, config.out) / "index.html"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
