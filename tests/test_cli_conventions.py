@@ -143,3 +143,17 @@ def test_help_fits_80_columns_without_cutting_anything() -> None:
         if lines:
             cut[name] = lines
     assert not cut, cut
+
+
+DETERMINISTIC = {  # commands that draw nothing at random, and why
+    "datasets": "lists the built-ins",
+    "predict": "one forward pass",
+    "anonymize": "Mondrian splits at medians and hierarchy nodes",
+    "federated-node": "its seeds come from the server's run config",
+}
+
+
+@pytest.mark.parametrize("name,command", COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_seed_wherever_anything_is_random(name: str, command: click.Command) -> None:
+    if name not in DETERMINISTIC:
+        assert any(param.name == "seed" for param in command.params), f"{name}: draws at random but has no --seed"

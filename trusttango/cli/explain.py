@@ -59,8 +59,10 @@ def explain(
     out: Path = typer.Option(Path("runs/explain"), help="Folder for the PNG overlays and scores.json."),
     limit: int = typer.Option(16, min=1, help="At most this many inputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write the metrics table compare.csv / compare.json."),
+    seed: int = typer.Option(0, help="Seed of the random draws (SmoothGrad noise, perturbation jitter)."),
 ) -> None:
     """Explain predictions: PNG overlays (input | heatmap | overlay) per input and a JSON of scores."""
+    _seed(seed)
     from trusttango.explain.cam import find_layer
     from trusttango.explain.compare import explain_inputs, methods
     from trusttango.explain.figures import save_overlays
@@ -111,8 +113,10 @@ def tcav(
     out: Path = typer.Option(Path("runs/tcav"), help="Folder for tcav.json and tcav.png."),
     limit: int = typer.Option(100, min=1, help="At most this many inputs and examples per folder."),
     alpha: float = typer.Option(0.05, help="Significance level of the two-sided t-test."),
+    seed: int = typer.Option(0, help="Seed of the concept classifiers' training."),
 ) -> None:
     """TCAV scores (Kim et al. 2018) of concept image folders for a class, with random-set significance."""
+    _seed(seed)
     from trusttango.explain.cam import find_layer
     from trusttango.explain.concepts import load_image_set
     from trusttango.explain.concepts import tcav as run_tcav
@@ -142,6 +146,14 @@ def tcav(
     for n, r in results.items():
         table.add_row(n, f"{r.score:.3f}", f"{r.null_score:.3f}", f"{r.p_value:.3g}", "yes" if r.significant else "no")
     Console().print(table)
+
+
+def _seed(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def register(app: typer.Typer) -> None:
