@@ -39,8 +39,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 @pytest.fixture
 def postgres_url():
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries missing: install the Debian package `postgresql` (apt-packages.txt)")
+    assert bins, "PostgreSQL server binaries missing: `make setup` installs the Debian package postgresql"
     bindir = Path(bins[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="tt-pg-"))
     if os.geteuid() == 0:

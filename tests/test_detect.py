@@ -175,7 +175,8 @@ def test_activation_and_both_signals(fmnist_model, fmnist_attacked, tmp_path):
 def test_resnet18_shared_relu_gives_one_response_per_call():
     """torchvision's ResNet-18 blocks call one ReLU module twice: ``layer="all"`` reads each call
     as its own response map (``layer1.0.relu#0``, ``#1``) and the detector fits and scores."""
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10).eval()
     gen = torch.Generator().manual_seed(0)

@@ -53,7 +53,8 @@ def test_audit_writes_every_section(audited):
 
 
 def test_report_renders_in_headless_chromium(audited, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright  # a pinned test dependency (requirements.lock)
+
     assert Path(CHROMIUM).exists(), "Debian chromium is installed by make setup (apt-packages.txt)"
     html = (audited / "index.html").read_text()
     assert "<script" not in html and "http://" not in html and "https://" not in html  # offline, self-contained

@@ -167,7 +167,8 @@ def test_attacks_on_the_folded_view_match_the_model_as_given(digits_model, batch
 
 def test_deepfool_matches_torchattacks(digits_model, batch):
     """Our batched DeepFool finds perturbations as small as torchattacks' per-example one."""
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a pinned test dependency (requirements-nodeps.txt)
+
     x, y = batch[0][:24], batch[1][:24]
     ours = DeepFool(digits_model, steps=50).run(x, y)
     x_ref = torchattacks.DeepFool(digits_model, steps=50)(x, y)
@@ -255,7 +256,8 @@ def test_pgd_defaults_scale_with_the_input_range(digits_model):
 
 
 def test_pgd_matches_torchattacks(fmnist_small, fmnist_model):
-    torchattacks = pytest.importorskip("torchattacks")
+    import torchattacks  # a pinned test dependency (requirements-nodeps.txt)
+
     x, y = fmnist_small.test.x[:400], fmnist_small.test.y[:400]
     eps, alpha, steps = 0.03, 2 / 255, 10
     ours = robust_accuracy(fmnist_model, x, y, PGD(fmnist_model, eps=eps, alpha=alpha, steps=steps, restarts=1))
