@@ -31,11 +31,7 @@ from trusttango.data.tabular import adult_frame  # noqa: E402
 from trusttango.models import build_model, config_for  # noqa: E402
 from trusttango.privacy.audits import loss_threshold_attack  # noqa: E402
 from trusttango.privacy.dp import DPSGD  # noqa: E402
-from trusttango.privacy.release import (  # noqa: E402
-    adult_hierarchies,  # noqa: E402
-    anonymize,
-    linkage_attack,
-)
+from trusttango.privacy.release import adult_hierarchies, anonymize, linkage_attack  # noqa: E402
 from trusttango.train import Hook, TrainConfig, accuracy, fit  # noqa: E402
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
