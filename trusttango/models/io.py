@@ -144,23 +144,26 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Sav
         state = load_file(weights)
     except (SafetensorError, OSError) as err:
         raise InputError(f"{weights}: corrupt weights file ({err})") from None
-    _load_state(model, state, weights)
+    load_state(model, state, weights)
     meta = {k: v for k, v in document.items() if k not in ("format", "model", "class_names")}
     return SavedModel(model.to(device).eval(), cfg, document["class_names"], meta)
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path, against: str = "config.json") -> None:
+    """Load ``state`` into ``model`` strictly; an :class:`InputError` naming the first tensor that
+    is missing, unexpected or of the wrong shape (``against``: what defined the model)."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    require(
-        not missing and not unexpected,
-        f"{source}: weights do not match config.json (missing {missing[:3]}, unexpected {unexpected[:3]})",
-    )
-    wrong = [k for k in expected if expected[k].shape != state[k].shape]
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and expected[k].shape != state[k].shape]
+    where = f"{source}: weights do not match {against}"
+    if missing:
+        raise InputError(f"{where}: tensor {missing[0]!r} missing ({len(missing)} in all)")
+    if unexpected:
+        raise InputError(f"{where}: unexpected tensor {unexpected[0]!r} ({len(unexpected)} in all)")
     if wrong:
         key = wrong[0]
         raise InputError(
-            f"{source}: weight {key} has shape {tuple(state[key].shape)}, config expects {tuple(expected[key].shape)}"
+            f"{where}: tensor {key!r} has shape {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
         )
     model.load_state_dict(state)

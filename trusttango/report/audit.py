@@ -25,6 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trusttango.data import Splits, load_data
 from trusttango.errors import InputError, require
+from trusttango.models.external import SPEC_FILE, ModelSource, ModelSpec
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
 from trusttango.report.html import Figure, Section, write_report
@@ -60,7 +61,8 @@ class AuditConfig:
 
     data: str = "fashion-mnist"
     out: Path = Path("report")
-    model: Path | None = None
+    model: Path | None = None  # a trusttango model directory
+    model_source: ModelSource | None = None  # or the user's own model (torchvision + weights, code, ONNX)
     budget: float = 600.0  # seconds for the whole audit; the search gets ``search_share`` of it
     search_share: float = 0.45
     sampler: str = "tpe"
@@ -87,12 +89,21 @@ class AuditConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         require(not unknown, f"{path}: unknown audit option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        thresholds = raw.pop("thresholds", {}) or {}
-        bad = sorted(set(thresholds) - {f.name for f in fields(Thresholds)})
-        require(not bad, f"{path}: unknown threshold(s) {', '.join(bad)}")
-        cfg = cls(**raw, thresholds=Thresholds(**thresholds))
+        thresholds = _nested(raw.pop("thresholds", None), Thresholds, path, "threshold")
+        source = _nested(raw.pop("model_source", None), ModelSource, path, "model_source option")
+        cfg = cls(**raw, thresholds=thresholds or Thresholds(), model_source=source)
         cfg.out, cfg.model = Path(cfg.out), Path(cfg.model) if cfg.model else None
         return cfg
+
+
+def _nested(raw: object, cls: type, path: Path, what: str) -> object | None:
+    """The dataclass ``cls`` from the YAML mapping ``raw`` (None: not given); unknown keys named."""
+    if raw is None:
+        return None
+    require(isinstance(raw, dict), f"{path}: expected a mapping of {what}s")
+    bad = sorted(set(raw) - {f.name for f in fields(cls)})
+    require(not bad, f"{path}: unknown {what}(s) {', '.join(bad)}")
+    return cls(**raw)
 
 
 @dataclass
@@ -130,9 +141,9 @@ def genesis(ctx: Context) -> Section:
     """AutoDL search under the budget (or the given model)."""
     cfg = ctx.config
     section = Section("genesis", "Genesis", "Is this the appropriate model, found by a systematic, repeatable process?")
-    if cfg.model is not None:
-        ctx.saved = load_model(cfg.model)
-        section.text = f"Audited the existing model {cfg.model}; no search was run."
+    if ctx.saved is not None:
+        source = cfg.model or ", ".join(f"{k} {v}" for k, v in cfg.model_source.describe().items() if v)
+        section.text = f"Audited the supplied model ({source}); no search was run. Its input spec: {SPEC_FILE}."
         section.skipped = "model supplied: search skipped"
         return section
     from trusttango.automl import AnytimeSearch
@@ -433,6 +444,34 @@ def _run_stages(ctx: Context, progress: bool) -> list[Section]:
     return sections
 
 
+def supplied_model(config: AuditConfig, splits: Splits) -> SavedModel | None:
+    """The model to audit, checked against the data: a trusttango directory, the user's own
+    model (see :class:`~trusttango.models.external.ModelSource`), or None (search for one)."""
+    require(
+        config.model is None or config.model_source is None,
+        "give a MODEL directory or the user's model (--arch, --model-code, --onnx), not both",
+    )
+    if config.model_source is not None:
+        return config.model_source.load(splits.test)
+    if config.model is None:
+        return None
+    saved = load_model(config.model)
+    check_compatible(saved.config, splits.train)
+    return saved
+
+
+def model_spec(ctx: Context) -> ModelSpec:
+    """The audited model's input spec (a trusttango model takes [0, 1] and normalises inside)."""
+    if isinstance(ctx.saved.config, ModelSpec):
+        return ctx.saved.config
+    source = {"kind": "trusttango", "model": str(ctx.config.model or "searched: model/"), "normalisation": "inside"}
+    test = ctx.splits.test
+    return ModelSpec.checked(
+        input_shape=tuple(test.input_shape), num_classes=test.num_classes, class_names=ctx.saved.class_names,
+        source=source,
+    )  # fmt: skip
+
+
 def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     """Run every stage and write ``index.html``, ``audit.json``, ``figures/`` (and the searched
     ``model/``) into ``config.out``. The report is built in a hidden sibling folder and moved
@@ -441,15 +480,15 @@ def run_audit(config: AuditConfig, progress: bool = True) -> Path:
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
     threat_model(config.data, config.robust_eps)  # a bad budget fails before any long work
     splits = load_data(config.data, seed=config.seed)
-    if config.model is not None:  # mismatches fail before any long work
-        check_compatible(load_model(config.model).config, splits.train)
+    saved = supplied_model(config, splits)  # a bad model fails before any long work
     _check_out(config.out, config.force)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.out.name}-partial-", dir=config.out.parent))
     try:
         (staging / "figures").mkdir()
-        ctx = Context(config, splits, staging / "figures", time.perf_counter() + config.budget)
+        ctx = Context(config, splits, staging / "figures", time.perf_counter() + config.budget, saved)
         sections = _run_stages(ctx, progress)
+        model_spec(ctx).write(staging)
         record = {
             "config": json.loads(json.dumps(asdict(config), default=str)),
             "versions": versions(),

@@ -1,0 +1,241 @@
+"""The audit of the user's own model: a torchvision ResNet-18 trained in plain PyTorch, a user
+``nn.Sequential`` from a file, a model with its own normalisation layer, the same model as ONNX;
+and every bad input refused in one line, nothing written, nothing unpickled run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from trusttango.cli import main
+from trusttango.data import load_data
+from trusttango.errors import InputError
+from trusttango.models.external import ModelSource, ModelSpec
+from trusttango.report.audit import AuditConfig, run_audit
+
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's pixel mean and std, the user's own normalisation
+SMALL = {"n_explain": 4, "n_attack": 40, "n_membership": 200, "budget": 60}
+USER_NET = """
+from torch import nn
+
+def build():
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
+    )
+
+class Normalised(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = build()
+
+    def forward(self, x):
+        return self.net((x - 0.2860) / 0.3530)
+
+not_callable = 3
+
+def flat():
+    return nn.Flatten()
+
+def not_a_module():
+    return "a string"
+"""
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, fmnist_small) -> Path:
+    """2,500 real Fashion-MNIST images as the user's own .npz (uint8 pixels)."""
+    path = tmp_path_factory.mktemp("data") / "fashion.npz"
+    x = (fmnist_small.train.x[:2500, 0] * 255).round().to(torch.uint8).numpy()
+    np.savez(path, x=x, y=fmnist_small.train.y[:2500].numpy(), class_names=np.array(fmnist_small.class_names))
+    return path
+
+
+def _train_plain(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, normalise: bool) -> nn.Module:
+    """The user's own loop: plain PyTorch, Adam, their own normalisation (not trusttango's)."""
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    net.train()
+    for _ in range(epochs):
+        for i in torch.randperm(len(x)).split(64):
+            inputs = (x[i] - MEAN) / STD if normalise else x[i]
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(inputs), y[i]).backward()
+            opt.step()
+    return net.eval()
+
+
+def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, normalise: bool) -> float:
+    with torch.no_grad():
+        return float((net((x - MEAN) / STD if normalise else x).argmax(1) == y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory, data_file) -> dict:
+    """The user's files: net.py, its weights (safetensors and .pt), a ResNet-18 and an ONNX export."""
+    import torchvision
+
+    root = tmp_path_factory.mktemp("user")
+    (root / "net.py").write_text(USER_NET)
+    splits = load_data(str(data_file), seed=0)
+    sys.path.insert(0, str(root))
+    try:
+        import net as user_net  # the user's module, as they would import it
+    finally:
+        sys.path.remove(str(root))
+    small = _train_plain(user_net.build(), splits.train.x, splits.train.y, epochs=3, normalise=True)
+    save_file(small.state_dict(), root / "small.safetensors")
+    torch.save(small.state_dict(), root / "small.pt")
+    resnet = torchvision.models.resnet18(num_classes=10)
+    resnet.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)  # the usual grey-image adaptation
+    resnet = _train_plain(resnet, splits.train.x, splits.train.y, epochs=2, normalise=True)
+    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, root / "resnet.safetensors")
+    torch.onnx.export(small, (splits.test.x[:2],), root / "small.onnx", dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    test = splits.test
+    return {
+        "root": root, "splits": splits,
+        "small_acc": _accuracy(small, test.x, test.y, True), "resnet_acc": _accuracy(resnet, test.x, test.y, True),
+    }  # fmt: skip
+
+
+def _record(out: Path) -> dict:
+    return json.loads((out / "audit.json").read_text())
+
+
+def test_resnet18_from_the_cli(user, data_file, tmp_path):
+    """A torchvision ResNet-18 adapted to 1-channel 28x28, trained in plain PyTorch, audited by flags:
+    the audit's accuracy is the one the user measures themselves, attacks really break it."""
+    root = user["root"]
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trusttango.cli", "audit", "--arch", "resnet18", "--in-channels", "1",
+         "--weights", str(root / "resnet.safetensors"), "--mean", str(MEAN), "--std", str(STD),
+         "--data", str(data_file), "--out", str(out), "--budget", "60", "--seed", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = _record(out)
+    assert record["results"]["evaluation"]["accuracy"] == pytest.approx(user["resnet_acc"], abs=1e-6)
+    assert user["resnet_acc"] > 0.6  # a genuinely trained model
+    spec = ModelSpec.read(out / "model_spec.json")
+    assert spec.mean == [MEAN] and spec.std == [STD] and spec.source["model"] == "resnet18"
+    assert spec.class_names[0] == "T-shirt/top" and spec.input_shape == (1, 28, 28)
+    robust = record["results"]["robustness"]
+    assert robust["robust_accuracy"] < record["results"]["evaluation"]["accuracy"]
+    genesis = record["sections"][0]
+    assert genesis["skipped"] and "resnet18" in genesis["text"]
+
+
+def test_user_code_and_onnx_audited_alike(user, data_file, tmp_path):
+    """The user's nn.Sequential from their file with their weights, and the same network exported to
+    ONNX: both give the accuracy the user measured; the ONNX conversion agrees with onnxruntime."""
+    root = user["root"]
+    common = {"mean": [MEAN], "std": [STD]}
+    by_code = ModelSource(code=f"{root / 'net.py'}:build", weights=root / "small.pt", **common)
+    by_onnx = ModelSource(onnx=root / "small.onnx", **common)
+    results = {}
+    for name, source in (("code", by_code), ("onnx", by_onnx)):
+        cfg = AuditConfig(data=str(data_file), out=tmp_path / name, model_source=source, seed=0, **SMALL)
+        run_audit(cfg, progress=False)
+        results[name] = _record(tmp_path / name)["results"]
+    for name in results:
+        assert results[name]["evaluation"]["accuracy"] == pytest.approx(user["small_acc"], abs=1e-6), name
+    assert results["code"]["robustness"]["robust_accuracy"] == pytest.approx(
+        results["onnx"]["robustness"]["robust_accuracy"], abs=0.05
+    )  # the same network: attacks through the converted graph find what they find on the original
+    spec = ModelSpec.read(tmp_path / "onnx" / "model_spec.json")
+    assert 0 <= spec.source["onnx_max_logit_difference"] < 1e-4
+
+
+def test_a_model_with_its_own_normalisation(user):
+    """A model that normalises inside is given pixels as they are: same predictions as the
+    Sequential given normalised pixels; declaring mean/std as well would normalise twice."""
+    root, test = user["root"], user["splits"].test
+    inside = ModelSource(code=f"{root / 'net.py'}:Normalised", weights=None).load(test)
+    outside = ModelSource(code=f"{root / 'net.py'}:build", weights=root / "small.safetensors", mean=[MEAN],
+                          std=[STD]).load(test)  # fmt: skip
+    inside.model.net.net.load_state_dict(outside.model.net.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(inside.model(test.x[:200]), outside.model(test.x[:200]), atol=1e-5)
+        twice = ModelSource(code=f"{root / 'net.py'}:Normalised", mean=[MEAN], std=[STD]).load(test).model
+        twice.net.load_state_dict(inside.model.net.state_dict())
+        assert not torch.allclose(twice(test.x[:200]), inside.model(test.x[:200]), atol=1e-2)
+
+
+def _cli(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["trusttango", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_bad_models_are_one_line_and_write_nothing(user, data_file, tmp_path, monkeypatch, capsys):
+    root = user["root"]
+    marker = tmp_path / "payload-ran"
+    torch.save({"conv.weight": torch.zeros(1), "x": _Payload(marker)}, tmp_path / "evil.pt")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model at all")
+    net = str(root / "net.py")
+    cases = {
+        "tensor 'conv1.weight' has shape": ["--arch", "resnet18", "--weights", str(root / "resnet.safetensors")],
+        "tensor 'conv1.weight' missing": ["--arch", "resnet18", "--in-channels", "1", "--weights", f"{root}/small.pt"],
+        "refused": ["--model-code", f"{net}:build", "--weights", str(tmp_path / "evil.pt")],
+        "defines no 'missing'": ["--model-code", f"{net}:missing"],
+        "is not callable": ["--model-code", f"{net}:not_callable"],
+        "not an nn.Module": ["--model-code", f"{net}:not_a_module"],
+        "output shaped (2, 784)": ["--model-code", f"{net}:flat"],
+        "give exactly one": ["--arch", "resnet18", "--model-code", f"{net}:build"],
+        "mean: expected 1 value": ["--model-code", f"{net}:build", "--mean", "0.1,0.2,0.3", "--std", "1,1,1"],
+        "not a valid ONNX model": ["--onnx", str(tmp_path / "junk.onnx")],
+        "--num-classes 5": ["--arch", "resnet18", "--in-channels", "1", "--num-classes", "5"],
+    }  # fmt: skip
+    for needle, args in cases.items():
+        out = tmp_path / "out"
+        code, err = _cli(["audit", *args, "--data", str(data_file), "--out", str(out)], monkeypatch, capsys)
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (needle, err)
+        assert needle in err, (needle, err)
+        assert not out.exists(), needle
+    assert not marker.exists()  # nothing in the pickle ran
+
+
+def test_loading_refuses_a_spec_that_does_not_fit(user):
+    test = user["splits"].test
+    with pytest.raises(InputError, match="1 class names for 10 outputs"):
+        ModelSpec.checked(input_shape=(1, 28, 28), num_classes=10, class_names=["a"])
+    with pytest.raises(InputError, match="value range"):
+        ModelSource(arch="resnet18", in_channels=1, value_range=(1.0, 0.0)).load(test)
+
+
+def test_the_model_source_from_a_yaml_config(user, data_file, tmp_path):
+    root = user["root"]
+    path = tmp_path / "audit.yaml"
+    path.write_text(
+        f"data: {data_file}\nmodel_source:\n  code: {root / 'net.py'}:build\n  weights: {root / 'small.pt'}\n"
+        f"  mean: [{MEAN}]\n  std: [{STD}]\n"
+    )
+    cfg = AuditConfig.from_yaml(path)
+    test = user["splits"].test
+    with torch.no_grad():
+        predictions = cfg.model_source.load(test).model(test.x).argmax(1)
+    assert float((predictions == test.y).float().mean()) == pytest.approx(user["small_acc"], abs=1e-6)
+    path.write_text(f"data: {data_file}\nmodel_source:\n  arch: resnet18\n  wieghts: w.pt\n")
+    with pytest.raises(InputError, match="unknown model_source option.*wieghts"):
+        AuditConfig.from_yaml(path)

@@ -1,0 +1,71 @@
+"""ONNX classifiers as differentiable ``nn.Module``s, checked against onnxruntime.
+
+The graph is simplified with onnxscript's optimizer (constant folding; the ``Identity`` nodes
+exporters put on shared weights removed), brought to opset 17, the newest that onnx2torch
+reads, and converted with onnx2torch, so gradients flow and every attack and explanation
+runs. The conversion is trusted only after :func:`parity` compares its logits with
+onnxruntime's on the audited images: above :data:`TOLERANCE` the model is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from trusttango.errors import InputError, require
+
+OPSET = 17  # the newest opset onnx2torch 1.5 converts
+TOLERANCE = 1e-4  # largest |logit difference| allowed, relative to max(1, largest |logit|)
+
+
+def onnx_model(path: Path) -> nn.Module:
+    """The ONNX model at ``path`` as an ``nn.Module``; an :class:`InputError` when the file is not
+    a valid ONNX model or its graph cannot be converted (naming the operator when known)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    require(path.is_file(), f"--onnx: {path} not found")
+    try:
+        graph = onnx.load(str(path))
+        onnx.checker.check_model(graph)
+    except (DecodeError, onnx.checker.ValidationError, OSError, ValueError) as err:
+        raise InputError(f"--onnx: {path} is not a valid ONNX model ({str(err).splitlines()[0][:200]})") from None
+    return _convert(graph, path)
+
+
+def _convert(graph: object, path: Path) -> nn.Module:
+    import onnx
+    import onnxscript.optimizer
+    from onnx2torch import convert
+
+    try:
+        simplified = onnx.version_converter.convert_version(onnxscript.optimizer.optimize(graph), OPSET)
+        return convert(simplified)
+    except (NotImplementedError, RuntimeError, KeyError, ValueError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise InputError(f"--onnx: {path}: the graph cannot be converted to PyTorch ({reason})") from None
+
+
+def parity(model: nn.Module, path: Path, x: torch.Tensor, preprocess=None) -> float:
+    """Largest |logit difference| between ``model(x)`` and onnxruntime running ``path`` on
+    ``preprocess(x)`` (what the ONNX graph is given), relative to max(1, largest |logit|);
+    an :class:`InputError` above :data:`TOLERANCE`."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    with torch.no_grad():
+        ours = model(x).float()
+        given = (preprocess(x) if preprocess else x).float().numpy()
+    theirs = torch.from_numpy(np.concatenate([session.run(None, {name: given[i : i + 64]})[0] for i in
+                                              range(0, len(given), 64)]))  # fmt: skip
+    diff = float((ours - theirs).abs().max() / max(1.0, float(theirs.abs().max())))
+    require(
+        diff <= TOLERANCE,
+        f"--onnx: {path}: the converted model differs from onnxruntime by {diff:.2g} (relative), "
+        f"above the tolerance {TOLERANCE:g}; refused",
+    )
+    return diff
