@@ -121,7 +121,7 @@ def test_resnet18_from_the_cli(user, data_file, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "trusttango.cli", "audit", "--arch", "resnet18", "--in-channels", "1",
          "--weights", str(root / "resnet.safetensors"), "--mean", str(MEAN), "--std", str(STD),
-         "--data", str(data_file), "--out", str(out), "--budget", "60", "--seed", "0"],
+         "--data", str(data_file), "--out", str(out), "--budget", "60", "--seed", "0", "--members", "train"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -135,6 +135,7 @@ def test_resnet18_from_the_cli(user, data_file, tmp_path):
     assert robust["robust_accuracy"] < record["results"]["evaluation"]["accuracy"]
     genesis = record["sections"][0]
     assert genesis["skipped"] and "resnet18" in genesis["text"]
+    assert 0 <= record["results"]["privacy"]["membership_auc"] <= 1  # members declared: tested
 
 
 def test_user_code_and_onnx_audited_alike(user, data_file, tmp_path):
@@ -148,7 +149,10 @@ def test_user_code_and_onnx_audited_alike(user, data_file, tmp_path):
     for name, source in (("code", by_code), ("onnx", by_onnx)):
         cfg = AuditConfig(data=str(data_file), out=tmp_path / name, model_source=source, seed=0, **SMALL)
         run_audit(cfg, progress=False)
-        results[name] = _record(tmp_path / name)["results"]
+        record = _record(tmp_path / name)
+        results[name] = record["results"]
+        privacy = next(s for s in record["sections"] if s["key"] == "privacy")
+        assert "--members train" in privacy["skipped"] and "privacy" not in results[name]  # nothing guessed
     for name in results:
         assert results[name]["evaluation"]["accuracy"] == pytest.approx(user["small_acc"], abs=1e-6), name
     assert results["code"]["robustness"]["robust_accuracy"] == pytest.approx(
@@ -239,3 +243,49 @@ def test_the_model_source_from_a_yaml_config(user, data_file, tmp_path):
     path.write_text(f"data: {data_file}\nmodel_source:\n  arch: resnet18\n  wieghts: w.pt\n")
     with pytest.raises(InputError, match="unknown model_source option.*wieghts"):
         AuditConfig.from_yaml(path)
+
+
+def test_the_python_api_on_a_users_module(user, tmp_path):
+    """``trusttango.audit`` on an nn.Module from a notebook: typed figures, the user's
+    normalisation honoured, membership tested only where the members are declared, and the
+    module's own train/eval flags given back."""
+    import trusttango
+    from trusttango.data import Splits
+
+    root, splits = user["root"], user["splits"]
+    sys.path.insert(0, str(root))
+    try:
+        import net as user_net
+    finally:
+        sys.path.remove(str(root))
+    inside = user_net.Normalised()  # normalises inside: audited as it is, in pixel space
+    inside.net.load_state_dict(torch.load(root / "small.pt", weights_only=True))
+    inside.train()
+    inside.net[0].eval()  # a flag of its own, which must come back as it was
+    config = trusttango.AuditConfig(seed=0, members="train", **SMALL)
+    result = trusttango.audit(inside, Splits(splits.train, splits.val, splits.test), config, out=tmp_path / "r")
+    assert result.accuracy == pytest.approx(user["small_acc"], abs=1e-6)
+    assert result.report == tmp_path / "r" / "index.html" and result.report.exists()
+    assert 0 <= result.robust_accuracy < result.accuracy and result.robust_eps == pytest.approx(
+        8 / 255
+    )  # a dataset of its own: the stated default
+    assert result.membership_auc is not None and "privacy" not in result.skipped
+    assert set(result.verdicts) == {
+        "genesis",
+        "evaluation",
+        "insight",
+        "robustness",
+        "detection",
+        "privacy",
+        "fairness",
+    }
+    assert result.spec.source["kind"] == "python" and result.spec.source["model"] == "Normalised"
+    assert inside.training and not inside.net[0].training and inside.net[1].training
+    test_only = trusttango.audit(inside, splits.test, trusttango.AuditConfig(seed=0, **SMALL))
+    assert test_only.report is None and test_only.accuracy == pytest.approx(result.accuracy, abs=1e-6)
+    assert "training data" in test_only.skipped["privacy"] and test_only.membership_auc is None
+    page = test_only.write(tmp_path / "later")
+    assert json.loads((tmp_path / "later" / "audit.json").read_text())["results"]["evaluation"]["accuracy"] == (
+        pytest.approx(result.accuracy, abs=1e-6)
+    )
+    assert page.exists() and (tmp_path / "later" / "model_spec.json").exists()

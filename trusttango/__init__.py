@@ -8,3 +8,7 @@ The foundation is :mod:`trusttango.data`, :mod:`trusttango.models` and
 """
 
 __version__ = "0.1.0"
+
+from trusttango.lazy import lazy_exports  # noqa: E402  (after __version__, which the exports' modules read)
+
+__getattr__, __dir__ = lazy_exports(__name__, {"audit": "report.api", "AuditConfig": "report.audit"})

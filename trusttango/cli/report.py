@@ -25,6 +25,7 @@ NUM_CLASSES = _byo("Outputs of --arch (default: the data's classes).")
 VALUE_RANGE = _byo("LOW,HIGH: the pixel range the model expects (e.g. 0,255).", "0,1")
 MEAN = _byo("Per-channel mean the model normalises with (e.g. 0.2860).")
 STD = _byo("Per-channel std the model normalises with.")
+MEMBERS = _byo("train: your model was trained on --data's train split (the membership test needs it).")
 CLASS_NAMES = _byo("Text file, one class name per line (default: the data's).")
 
 
@@ -50,6 +51,7 @@ def audit(
     mean: str = MEAN,
     std: str = STD,
     class_names: Path = CLASS_NAMES,
+    members: str = MEMBERS,
 ) -> None:
     """Search (or load) a model, then explain, attack, detect, probe privacy and fairness; write the report.
 
@@ -75,7 +77,7 @@ def audit(
 
             data = recorded_data(load_model(model), None, model)
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
-    flags.update(robust_eps=robust_eps, force=force or None, model_source=source)
+    flags.update(robust_eps=robust_eps, force=force or None, model_source=source, members=members)
     if config is not None:
         cfg = AuditConfig.from_yaml(config, **flags)
     else:

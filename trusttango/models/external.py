@@ -103,8 +103,9 @@ class PixelSpace(nn.Module):
         mean = torch.tensor(spec.mean or [0.0], dtype=torch.float32).expand(channels)
         std = torch.tensor(spec.std or [1.0], dtype=torch.float32).expand(channels)
         view = (1, channels, *[1] * (len(spec.input_shape) - 1))
-        self.register_buffer("scale", ((high - low) / std).reshape(view), persistent=False)
-        self.register_buffer("shift", ((low - mean) / std).reshape(view), persistent=False)
+        device = next(net.parameters(), torch.empty(0)).device  # where the user's network lives
+        self.register_buffer("scale", ((high - low) / std).reshape(view).to(device), persistent=False)
+        self.register_buffer("shift", ((low - mean) / std).reshape(view).to(device), persistent=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """What ``net`` is given for the pixels ``x``."""
@@ -216,9 +217,10 @@ def _import_user_module(where: str) -> object:
 
 @dataclass
 class ModelSource:
-    """A model the user brings (exactly one of ``arch``, ``code``, ``onnx``) and how to feed it.
+    """A model the user brings (exactly one of ``arch``, ``code``, ``onnx``, or ``module``: an
+    ``nn.Module`` from Python) and how to feed it.
 
-    ``weights`` go with ``arch`` or ``code``; ``num_classes`` defaults to the data's;
+    ``weights`` go with ``arch``, ``code`` or ``module``; ``num_classes`` defaults to the data's;
     ``class_names`` is a text file (one per line), default the data's.
     """
 
@@ -232,17 +234,19 @@ class ModelSource:
     mean: list[float] | None = None
     std: list[float] | None = None
     class_names: Path | None = None
+    module: nn.Module | None = None
 
     def describe(self) -> dict[str, str | int | None]:
         """Where the model came from, for the report."""
-        kind = "torchvision" if self.arch else "code" if self.code else "onnx"
-        what = self.arch or self.code or str(self.onnx)
+        kind = "torchvision" if self.arch else "code" if self.code else "onnx" if self.onnx else "python"
+        what = self.arch or self.code or (str(self.onnx) if self.onnx else type(self.module).__name__)
         return {"kind": kind, "model": what, "weights": str(self.weights) if self.weights else None}
 
     def spec(self, data: object) -> ModelSpec:
         """The spec for ``data`` (a dataset with ``input_shape``, ``num_classes``, ``class_names``)."""
-        given = [name for name in ("arch", "code", "onnx") if getattr(self, name)]
+        given = [name for name in ("arch", "code", "onnx", "module") if getattr(self, name) is not None]
         require(len(given) == 1, f"give exactly one of --arch, --model-code, --onnx (got {len(given)})")
+        require(self.module is None or isinstance(self.module, nn.Module), "model: expected an nn.Module")
         require(self.onnx is None or self.weights is None, "--weights: an ONNX file holds its own weights")
         names = list(data.class_names)
         if self.class_names is not None:
@@ -266,14 +270,17 @@ class ModelSource:
             check_output(model, data.x[:2], data.num_classes)
             spec.source["onnx_max_logit_difference"] = parity(model, Path(self.onnx), data.x[:256], model.preprocess)
         else:
-            net = (
-                torchvision_model(self.arch, spec.num_classes, self.in_channels) if self.arch else code_model(self.code)
-            )
+            net = self._network(spec.num_classes)
             if self.weights is not None:
                 load_state(net, read_weights(self.weights), Path(self.weights), against=self.describe()["model"])
             model = PixelSpace(net, spec).eval()
             check_output(model, data.x[:2], data.num_classes)
         return SavedModel(model, spec, spec.class_names, {"source": spec.source})
+
+    def _network(self, num_classes: int) -> nn.Module:
+        if self.module is not None:
+            return self.module
+        return torchvision_model(self.arch, num_classes, self.in_channels) if self.arch else code_model(self.code)
 
 
 def check_output(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:

@@ -15,6 +15,7 @@ import random
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,7 +29,8 @@ from trusttango.errors import InputError, require
 from trusttango.models.external import SPEC_FILE, ModelSource, ModelSpec
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
-from trusttango.report.html import Figure, Section, write_report
+from trusttango.report.html import Figure, Section
+from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
     STRONG_PGD,
     ThreatModel,
@@ -71,6 +73,7 @@ class AuditConfig:
     n_explain: int = 8
     n_attack: int = 200
     n_membership: int = 2000
+    members: str = "auto"  # what the model was trained on: "train" (the data's train split) | "unknown" | "auto"
     robust_eps: float | None = None  # L-inf budget of the robustness verdict (default: the data's, with its source)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -153,7 +156,7 @@ def genesis(ctx: Context) -> Section:
     result = search.run()
     require(result.best is not None, "the search budget was too small to train any model; raise --budget")
     ctx.saved = saved_model(result.best, ctx.splits, {"sampler": cfg.sampler, "budget_s": search.budget_s})
-    save_model(ctx.saved, ctx.figures.parent / "model")
+    save_model(ctx.saved, ctx.figures.parent / "model")  # written with the report
     alc = result.curve.alc
     curve_png = result.curve.plot(ctx.figures / "learning_curve.png")
     section.figures.append(Figure(curve_png, "Anytime learning curve: NAUC of test predictions vs log-scaled time"))
@@ -331,10 +334,28 @@ def detection(ctx: Context) -> Section:
     )
 
 
+def _no_members(ctx: Context) -> str | None:
+    """Why membership cannot be tested (None: it can). ``members="auto"`` trusts the train
+    split only for a trusttango model (which was trained on it); a brought model must say so."""
+    members = ctx.config.members
+    if members == "auto":
+        members = "unknown" if ctx.config.model_source is not None else "train"
+    if len(ctx.splits.train) == 0:
+        return "membership inference needs the model's training data (members); give Splits with its train split"
+    if members == "unknown":
+        return (
+            "membership inference needs to know which examples the model was trained on; if it was trained on "
+            "the train split of this data, say so (--members train); nothing is guessed"
+        )
+    return None
+
+
 def privacy(ctx: Context) -> Section:
     """Membership inference (loss threshold) on train members vs test non-members; DP guarantee."""
     from trusttango.privacy.audits.membership import loss_threshold_attack, plot_roc
 
+    if (why := _no_members(ctx)) is not None:
+        return Section("privacy", "Privacy", "Does the model leak who was in its training data?", skipped=why)
     n = ctx.config.n_membership
     members = ctx.splits.train.subset(np.arange(min(n, len(ctx.splits.train))))
     nonmembers = ctx.splits.test.subset(np.arange(min(n, len(ctx.splits.test))))
@@ -380,7 +401,10 @@ def fairness(ctx: Context) -> Section:
     )
     t = ctx.config.thresholds.fairness_gap
     frame = report.frame().reset_index()
-    ctx.record["fairness"] = report.to_dict()
+    ctx.record["fairness"] = {
+        **report.to_dict(),
+        "largest_gap": {"metric": worst_name, "difference": float(worst.difference)},
+    }
     section.headline = f"largest gap: {worst_name} {worst.difference:.3f}"
     section.verdict = graded(abs(worst.difference), t, higher_is_better=False)
     section.threshold = f"largest gap <= {t:g} (the user's threshold)"
@@ -397,26 +421,6 @@ STAGES: list[tuple[str, Callable[[Context], Section]]] = [
     ("privacy", privacy),
     ("fairness", fairness),
 ]
-
-
-def _check_out(out: Path, force: bool) -> None:
-    """Refuse an existing, non-empty output folder unless ``force``."""
-    if out.exists() and any(out.iterdir()) and not force:
-        raise InputError(f"{out}: output folder exists and is not empty; pass --force to write into it")
-
-
-def _publish(staging: Path, out: Path) -> Path:
-    """Move the finished report from ``staging`` into ``out``: entries of the same name are
-    replaced, other files in ``out`` stay."""
-    out.mkdir(parents=True, exist_ok=True)
-    for entry in staging.iterdir():
-        target = out / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-        entry.rename(target)
-    return out
 
 
 def _seed_stage(seed: int, index: int) -> None:
@@ -472,31 +476,53 @@ def model_spec(ctx: Context) -> ModelSpec:
     )  # fmt: skip
 
 
-def run_audit(config: AuditConfig, progress: bool = True) -> Path:
-    """Run every stage and write ``index.html``, ``audit.json``, ``figures/`` (and the searched
-    ``model/``) into ``config.out``. The report is built in a hidden sibling folder and moved
-    into ``config.out`` only when complete, so an interrupted or failed audit leaves nothing
-    half-written there."""
+def check_config(config: AuditConfig) -> None:
+    """Refuse a bad budget or option before any long work."""
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
-    threat_model(config.data, config.robust_eps)  # a bad budget fails before any long work
+    members = config.members
+    require(members in ("auto", "train", "unknown"), f"members: expected auto, train or unknown, got {members!r}")
+    threat_model(config.data, config.robust_eps)
+
+
+def run_stages(config: AuditConfig, splits: Splits, saved: SavedModel | None, progress: bool = True) -> AuditResult:
+    """Every stage on ``splits`` for ``saved`` (None: search for a model first), into an
+    :class:`~trusttango.report.result.AuditResult` whose figures live in a temporary folder
+    until it is written or dropped."""
+    workdir = Path(tempfile.mkdtemp(prefix="trusttango-audit-"))
+    try:
+        (workdir / "figures").mkdir()
+        ctx = Context(config, splits, workdir / "figures", time.perf_counter() + config.budget, saved)
+        sections = _run_stages(ctx, progress)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    record = {
+        "config": _config_record(config),
+        "versions": versions(),
+        "stage_seconds": {s.key: s.seconds for s in sections},
+        "results": ctx.record,
+    }
+    subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
+    result = AuditResult.from_sections(sections, record, model_spec(ctx), workdir, subtitle)
+    weakref.finalize(result, shutil.rmtree, workdir, True)
+    return result
+
+
+def _config_record(config: AuditConfig) -> dict:
+    """The config as JSON values; a model brought from Python is described, not serialised."""
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    values["thresholds"] = asdict(config.thresholds)
+    values["model_source"] = config.model_source.describe() if config.model_source else None
+    return json.loads(json.dumps(values, default=str))
+
+
+def run_audit(config: AuditConfig, progress: bool = True) -> Path:
+    """The audit as ``trusttango audit`` runs it: data and model from ``config``, the report
+    (``index.html``, ``audit.json``, ``model_spec.json``, ``figures/`` and a searched ``model/``)
+    written into ``config.out``, never half-written (see
+    :meth:`~trusttango.report.result.AuditResult.write`). Returns the path of ``index.html``."""
+    check_config(config)
     splits = load_data(config.data, seed=config.seed)
     saved = supplied_model(config, splits)  # a bad model fails before any long work
-    _check_out(config.out, config.force)
-    config.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.out.name}-partial-", dir=config.out.parent))
-    try:
-        (staging / "figures").mkdir()
-        ctx = Context(config, splits, staging / "figures", time.perf_counter() + config.budget, saved)
-        sections = _run_stages(ctx, progress)
-        model_spec(ctx).write(staging)
-        record = {
-            "config": json.loads(json.dumps(asdict(config), default=str)),
-            "versions": versions(),
-            "stage_seconds": {s.key: s.seconds for s in sections},
-            "results": ctx.record,
-        }
-        subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
-        write_report(staging, "trusttango trust report", subtitle, sections, record)
-        return _publish(staging, config.out) / "index.html"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    check_out(config.out, config.force)
+    return run_stages(config, splits, saved, progress).write(config.out, force=True)
