@@ -289,3 +289,28 @@ def test_the_python_api_on_a_users_module(user, tmp_path):
         pytest.approx(result.accuracy, abs=1e-6)
     )
     assert page.exists() and (tmp_path / "later" / "model_spec.json").exists()
+
+
+@pytest.mark.parametrize(
+    "kind,layers", [("mlp", "no spatial layer"), ("tanh", "no ReLU")], ids=["no-spatial-layer", "no-relu"]
+)
+def test_stages_that_cannot_apply_say_why(kind, layers, digits, tmp_path):
+    """A model without a spatial layer loses Grad-CAM, one without ReLUs guided backprop and the
+    entropy detector (defined on guided backprop); each says why, the rest of the audit runs."""
+    import trusttango
+
+    if kind == "mlp":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    else:
+        net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(16 * 64, 10))
+    net = _train_plain(net, digits.train.x, digits.train.y, epochs=20, normalise=False)
+    result = trusttango.audit(net, digits, trusttango.AuditConfig(seed=0, **SMALL))
+    insight = next(s for s in result.sections if s.key == "insight")
+    assert not insight.skipped and result.accuracy > 0.85, layers
+    methods = {row["method"] for row in result.record["results"]["insight"]}
+    if kind == "mlp":
+        assert "gradcam left out" in insight.text and "Conv2d" in insight.text and "gradcam" not in methods
+        assert "guided" in methods and "detection" not in result.skipped
+    else:
+        assert "guided left out" in insight.text and "ReLU" in insight.text and "guided" not in methods
+        assert "ReLU" in result.skipped["detection"] and result.detection_auc is None

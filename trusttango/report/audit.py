@@ -191,19 +191,29 @@ def evaluation(ctx: Context) -> Section:
     )
 
 
+def _applicable(methods: dict, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
+    """The attribution methods that run on ``model``, and why each other one does not (Grad-CAM
+    needs a spatial layer; guided backprop a ReLU network): they refuse with an InputError."""
+    runs, left_out = {}, {}
+    for name, cls in methods.items():
+        try:
+            cls(model).attribute(x, target=y)
+            runs[name] = cls
+        except InputError as err:
+            left_out[name] = str(err)
+    return runs, left_out
+
+
 def insight(ctx: Context) -> Section:
     """Attribution gallery and the explanation-quality table."""
     from trusttango.explain import GradCAM, GuidedBackprop, IntegratedGradients, Saliency, compare_methods, to_heatmap
     from trusttango.explain.figures import save_overlays
 
     x, y = ctx.sample(ctx.config.n_explain)
-    methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated_gradients": IntegratedGradients}
-    note = ""
-    try:  # backward-rule methods are defined for ReLU networks only; they refuse others
-        GuidedBackprop(ctx.model).attribute(x[:1], target=y[:1])
-        methods["guided"] = GuidedBackprop
-    except InputError as err:
-        note = f"Guided backprop left out: {err}."
+    methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated_gradients": IntegratedGradients,
+               "guided": GuidedBackprop}  # fmt: skip
+    methods, left_out = _applicable(methods, ctx.model, x[:1], y[:1])
+    note = " ".join(f"{name} left out: {why}." for name, why in left_out.items())
     maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
     figures = []
     for i in range(min(3, len(x))):
