@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,36 @@ def test_stages_that_cannot_apply_say_why(kind, layers, digits, tmp_path):
     else:
         assert "guided left out" in insight.text and "ReLU" in insight.text and "guided" not in methods
         assert "ReLU" in result.skipped["detection"] and result.detection_auc is None
+
+
+def test_budget_shares_and_sizes():
+    """Stages share the time left by weight; what one leaves unspent goes to the later ones."""
+    from trusttango.report.budget import WEIGHTS, Budget, affordable, chunks
+
+    budget = Budget(100.0, start=time.perf_counter())
+    shares = {name: budget.seconds(name) for name in WEIGHTS}
+    assert shares["fairness"] == pytest.approx(budget.left(), rel=1e-3)  # the last stage may use all that is left
+    assert shares["robustness"] == pytest.approx(100 * 0.45 / (1 - 0.08 - 0.15), rel=1e-3)
+    assert affordable(10.0, 0.5, 100) == 20 and affordable(10.0, 0.5, 10) == 10 and affordable(0.0, 1.0, 50, 5) == 5
+    assert affordable(float("inf"), 1.0, 7) == 7
+    assert [s.start for s in chunks(25, 10, deadline=float("inf"))] == [0, 10, 20]
+    assert [s.start for s in chunks(25, 10, deadline=0.0)] == [0]  # past the deadline: the first chunk only
+    assert Budget(0.0).seconds("evaluation") == 0.0
+
+
+def test_a_small_budget_shrinks_the_samples_and_says_so(user):
+    """A ResNet-18 under a 20 s budget: the stages attack, explain and test fewer examples than
+    configured, and the report states how many; nothing is silently dropped."""
+    import trusttango
+
+    root = user["root"]
+    source = ModelSource(arch="resnet18", in_channels=1, weights=root / "resnet.safetensors", mean=[MEAN], std=[STD])
+    config = trusttango.AuditConfig(seed=0, budget=20, n_attack=200, n_explain=8, n_membership=1000, members="train")
+    result = trusttango.audit(source, user["splits"], config)
+    sizes = result.record["results"]["robustness"]["n"]
+    assert 10 <= sizes["strong_pgd"] < 200 and sizes["curves"] < 200 and sizes["ara"] < 100, sizes
+    robustness = next(s for s in result.sections if s.key == "robustness")
+    assert f"on {sizes['strong_pgd']} test images" in robustness.text
+    privacy = result.record["results"]["privacy"]["n"]
+    assert 100 <= privacy["members"] <= 1000 and f"{privacy['members']} members" in result.sections[5].text
+    assert result.robust_accuracy is not None and result.accuracy == pytest.approx(user["resnet_acc"], abs=1e-6)

@@ -14,6 +14,7 @@ from trusttango.errors import InputError
 from trusttango.models import save_model
 from trusttango.models.io import SavedModel
 from trusttango.report.audit import AuditConfig, run_audit
+from trusttango.report.budget import Budget
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -173,7 +174,7 @@ def test_detection_stage_survives_an_attack_that_flips_nothing(tmp_path, monkeyp
 
     cfg = AuditConfig(data="digits", out=tmp_path / "r", n_attack=60)
     saved = SavedModel(digits_model, digits_model.config, digits.class_names, {})
-    ctx = Context(cfg, digits, tmp_path / "figures", deadline=float("inf"), saved=saved)
+    ctx = Context(cfg, digits, tmp_path / "figures", Budget(float("inf")), saved=saved)
     monkeypatch.setattr(trusttango.robust, "PGD", Resisted)
     section = detection(ctx)
     assert [r["attack"] for r in ctx.record["detection"]] == ["FGSM (seen)"]

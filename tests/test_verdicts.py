@@ -10,6 +10,7 @@ from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
 from trusttango.models.io import SavedModel
 from trusttango.report.audit import AuditConfig, Context, insight, privacy, robustness
+from trusttango.report.budget import Budget
 from trusttango.report.verdicts import (
     FAIL,
     NATURAL_IMAGES,
@@ -85,7 +86,7 @@ def test_an_inaccurate_model_gets_not_meaningful(tmp_path, digits):
     say "not meaningful", never "pass"."""
     model = build_model(config_for(digits.train.input_shape, 10, depth=2), seed=0).eval()
     cfg = AuditConfig(data="digits", out=tmp_path, n_explain=4, n_attack=40, n_membership=100)
-    ctx = Context(cfg, digits, tmp_path, deadline=0.0)
+    ctx = Context(cfg, digits, tmp_path, Budget(0.0))
     ctx.saved = SavedModel(model, model.config, digits.class_names, {})
     ctx.record["evaluation"] = {"accuracy": float(np.mean(
         model(digits.test.x).argmax(1).numpy() == digits.test.y.numpy()))}  # fmt: skip

@@ -29,6 +29,7 @@ from trusttango.errors import InputError, require
 from trusttango.models.external import SPEC_FILE, ModelSource, ModelSpec
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
+from trusttango.report.budget import Budget, affordable, chunks
 from trusttango.report.html import Figure, Section
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
@@ -116,9 +117,10 @@ class Context:
     config: AuditConfig
     splits: Splits
     figures: Path
-    deadline: float
+    budget: Budget
     saved: SavedModel | None = None
     record: dict = field(default_factory=dict)
+    forward_s: float = 0.0  # seconds per example of a forward pass (the evaluation stage times it)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -131,11 +133,15 @@ class Context:
         return self.record.get("evaluation", {}).get("accuracy", 0.0) >= self.config.thresholds.accuracy
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n`` test examples the model classifies correctly (attacks and maps)."""
-        test = self.splits.test
-        with torch.no_grad():
-            keep = batched_forward(self.model, test.x).argmax(1) == test.y
-        index = keep.nonzero().flatten()[:n]
+        """The first ``n`` test examples the model classifies correctly (attacks and maps);
+        the test set is read in chunks only as far as needed."""
+        test, found = self.splits.test, []
+        for part in chunks(len(test), 512, deadline=float("inf")):
+            keep = batched_forward(self.model, test.x[part]).argmax(1) == test.y[part]
+            found.append(keep.nonzero().flatten() + part.start)
+            if sum(len(f) for f in found) >= n:
+                break
+        index = torch.cat(found)[:n]
         require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
         return test.x[index], test.y[index]
 
@@ -171,14 +177,22 @@ def evaluation(ctx: Context) -> Section:
     """Test accuracy, per-class precision / recall and the confusion matrix."""
     from trusttango.evaluate import evaluate, plot_confusion
 
-    result = evaluate(ctx.model, ctx.splits.test)
+    test, seconds = ctx.splits.test, ctx.budget.seconds("evaluation")
+    start = time.perf_counter()
+    batched_forward(ctx.model, test.x[:256])
+    ctx.forward_s = (time.perf_counter() - start) / min(256, len(test))
+    n = affordable(seconds * 0.8, ctx.forward_s, len(test), minimum=min(len(test), 500))
+    if n < len(test):  # a seeded random part of the test set, said so in the report
+        test = test.subset(np.sort(np.random.default_rng(ctx.config.seed).permutation(len(test))[:n]))
+    result = evaluate(ctx.model, test)
     png = plot_confusion(result, ctx.figures / "confusion.png")
     verdict = accuracy_verdict(result.accuracy, ctx.config.thresholds.accuracy)
     rows = [
         [n, p, r, s]
         for n, p, r, s in zip(result.class_names, result.precision, result.recall, result.support, strict=False)
     ]
-    ctx.record["evaluation"] = result.to_dict()
+    ctx.record["evaluation"] = {**result.to_dict(), "n": n, "n_test": len(ctx.splits.test)}
+    part = "" if n == len(ctx.splits.test) else f" Evaluated on {n} of {len(ctx.splits.test)} test examples (budget)."
     return Section(
         "evaluation",
         "Performance",
@@ -186,6 +200,7 @@ def evaluation(ctx: Context) -> Section:
         headline=f"test accuracy {result.accuracy:.3f}",
         verdict=verdict.verdict,
         threshold=verdict.rule,
+        text=f"Test accuracy on {n} examples.{part}",
         figures=[Figure(png, "Confusion matrix (rows: true class)")],
         tables=[("Per-class metrics", ["class", "precision", "recall", "support"], rows)],
     )
@@ -209,11 +224,16 @@ def insight(ctx: Context) -> Section:
     from trusttango.explain import GradCAM, GuidedBackprop, IntegratedGradients, Saliency, compare_methods, to_heatmap
     from trusttango.explain.figures import save_overlays
 
+    seconds, start = ctx.budget.seconds("insight"), time.perf_counter()
     x, y = ctx.sample(ctx.config.n_explain)
     methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated_gradients": IntegratedGradients,
                "guided": GuidedBackprop}  # fmt: skip
     methods, left_out = _applicable(methods, ctx.model, x[:1], y[:1])
-    note = " ".join(f"{name} left out: {why}." for name, why in left_out.items())
+    per_example = 6 * (time.perf_counter() - start)  # gallery, deletion / insertion games, sanity check
+    n = affordable(seconds - per_example / 6, per_example, len(x), minimum=2)
+    x, y = x[:n], y[:n]
+    note = " ".join([f"Maps of {n} correctly classified test images.", *(f"{k} left out: {why}." for k, why in
+                                                                          left_out.items())])  # fmt: skip
     maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
     figures = []
     for i in range(min(3, len(x))):
@@ -239,44 +259,50 @@ def insight(ctx: Context) -> Section:
     )
 
 
-def strong_robust_accuracy(ctx: Context, threat: ThreatModel) -> float:
-    """Robust accuracy on the first ``n_attack`` test examples: correct before and after PGD with
-    :data:`~trusttango.report.verdicts.STRONG_PGD` at the ``threat`` budget."""
+def strong_robust_accuracy(ctx: Context, threat: ThreatModel, deadline: float) -> tuple[float, int, float]:
+    """Robust accuracy on up to ``n_attack`` test examples: correct before and after PGD with
+    :data:`~trusttango.report.verdicts.STRONG_PGD` at the ``threat`` budget, attacked in chunks
+    until ``deadline``. Returns it, the examples used and the seconds per attacked example."""
     from trusttango.robust import robust_accuracy
     from trusttango.robust.attacks import make_attack
 
-    test = ctx.splits.test
-    x, y = test.x[: ctx.config.n_attack], test.y[: ctx.config.n_attack]
-    with torch.no_grad():
-        correct = batched_forward(ctx.model, x).argmax(1).cpu() == y
-    if not correct.any():
-        return 0.0
-    attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
-    return robust_accuracy(ctx.model, x[correct], y[correct], attack) * float(correct.float().mean())
+    test, attack = ctx.splits.test, make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
+    n = min(ctx.config.n_attack, len(test))
+    robust, used, attacked, start = 0, 0, 0, time.perf_counter()
+    for part in chunks(n, 10, deadline):
+        x, y = test.x[part], test.y[part]
+        correct = batched_forward(ctx.model, x).argmax(1) == y
+        if correct.any():
+            robust += robust_accuracy(ctx.model, x[correct], y[correct], attack) * int(correct.sum())
+            attacked += int(correct.sum())
+        used += len(y)
+    return round(robust) / used, used, (time.perf_counter() - start) / max(1, attacked)
 
 
 def robustness(ctx: Context) -> Section:
     """Robust accuracy under strong PGD at the data's stated budget (the verdict), accuracy under
-    PGD vs epsilon (L-inf and L2) and the ARA score."""
-    from trusttango.robust import ara, robustness_curve
+    PGD vs epsilon (L-inf and L2) and the ARA score, sized to the stage's share of the budget."""
+    from trusttango.robust import MinNormL2, ara, robustness_curve
     from trusttango.robust.plots import plot_ara, plot_curves
 
+    seconds, now = ctx.budget.seconds("robustness"), time.perf_counter()
+    end, strong_end = now + seconds, now + 0.55 * seconds  # after the verdict's attack: curves and ARA
     threat = threat_model(ctx.config.data, ctx.config.robust_eps)
-    robust = strong_robust_accuracy(ctx, threat)
+    robust, n_strong, per_example = strong_robust_accuracy(ctx, threat, strong_end)
     verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
-    x, y = ctx.sample(ctx.config.n_attack)
-    curves = [
-        robustness_curve(
-            ctx.model, x, y, [0.0, 0.01, 0.02, 0.05, 0.1], attack="pgd", norm="linf", steps=10, restarts=1
-        ),
-        robustness_curve(ctx.model, x, y, [0.0, 0.25, 0.5, 1.0, 2.0], attack="pgd", norm="l2", steps=10, restarts=1),
-    ]
+    # PGD-10 x 4 budgets x 2 norms: 80 / 250 of the strong attack's steps; DDN-100: 100 / 250
+    x, y = ctx.sample(affordable(0.6 * (end - time.perf_counter()), 0.32 * per_example, ctx.config.n_attack, 10))
+    grid = {"linf": [0.0, 0.01, 0.02, 0.05, 0.1], "l2": [0.0, 0.25, 0.5, 1.0, 2.0]}
+    curves = [robustness_curve(ctx.model, x, y, eps, norm=norm, steps=10, restarts=1) for norm, eps in grid.items()]
     curve_png = plot_curves(curves, ctx.figures / "robustness_curves.png")
-    result = ara(ctx.model, x[: ctx.config.n_attack // 2], y[: ctx.config.n_attack // 2])
+    n_ara = affordable(end - time.perf_counter(), 0.4 * per_example, max(1, ctx.config.n_attack // 2), 5)
+    result = ara(ctx.model, x[:n_ara], y[:n_ara], MinNormL2(ctx.model))
     ara_png = plot_ara({"model": result}, ctx.figures / "ara.png")
+    sizes = {"strong_pgd": n_strong, "curves": len(x), "ara": min(n_ara, len(x))}
     ctx.record["robustness"] = {
         "robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm, "eps_source": threat.source,
         "attack": {"name": "pgd", **STRONG_PGD}, "curves": [c.to_dict() for c in curves], "ara": result.to_dict(),
+        "n": sizes,
     }  # fmt: skip
     rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
     return Section(
@@ -286,9 +312,9 @@ def robustness(ctx: Context) -> Section:
         headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g}; ARA {result.ara:.4f}",
         verdict=verdict.verdict,
         threshold=verdict.rule,
-        text="The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget. The curves: PGD-10 on "
-        "correctly classified test images; ARA integrates the accuracy above chance over the minimum RMS "
-        "perturbation (Woods et al. 2019).",
+        text=f"The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget, on {n_strong} test "
+        f"images. The curves: PGD-10 on {len(x)} correctly classified test images; ARA ({sizes['ara']} images) "
+        "integrates the accuracy above chance over the minimum RMS perturbation (Woods et al. 2019).",
         figures=[
             Figure(curve_png, "Accuracy vs attack budget (PGD-10, correctly classified images)"),
             Figure(ara_png, "Accuracy vs minimum RMS perturbation"),
@@ -303,13 +329,17 @@ def detection(ctx: Context) -> Section:
     from trusttango.plotting import plot_roc
     from trusttango.robust import FGSM, PGD
 
-    x, y = ctx.sample(ctx.config.n_attack)
-    half = len(x) // 2
-    fit_clean, fit_adv = adversarial_pairs(ctx.model, x[:half], y[:half], FGSM(ctx.model, eps=0.1))
-    try:  # the feature response is guided backprop, defined for ReLU networks only
-        detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)
+    seconds, start = ctx.budget.seconds("detection"), time.perf_counter()
+    x, y = ctx.sample(4)
+    try:  # the feature response is guided backprop, defined for ReLU networks only; a pilot timing
+        EntropyDetector(ctx.model).statistics(x)
     except InputError as err:
         return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=str(err))
+    per_example = 3 * (time.perf_counter() - start) / len(x) + 40 * ctx.forward_s  # statistics x 3, FGSM, PGD-10
+    x, y = ctx.sample(affordable(seconds, per_example, ctx.config.n_attack, minimum=20))
+    half = len(x) // 2
+    fit_clean, fit_adv = adversarial_pairs(ctx.model, x[:half], y[:half], FGSM(ctx.model, eps=0.1))
+    detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)
     results, curves, unflipped = [], {}, []
     for name, attack in {
         "FGSM (seen)": FGSM(ctx.model, eps=0.1),
@@ -337,8 +367,8 @@ def detection(ctx: Context) -> Section:
         headline=f"AUC {worst.auc:.3f} on {worst.attack}",
         verdict=verdict.verdict,
         threshold=verdict.rule,
-        text=f"Fitted on FGSM, then scored on held-out FGSM and on PGD, an attack it never saw; neither knows the "
-        f"detector, so these AUCs are upper bounds on what it catches.{note}",
+        text=f"Fitted on FGSM ({half} images), then scored on {len(x) - half} held-out images under FGSM and PGD, an "
+        f"attack it never saw; neither knows the detector, so these AUCs are upper bounds on what it catches.{note}",
         figures=[Figure(png, "ROC of the local-spatial-entropy detector (fitted on FGSM)")],
         tables=[("Detection", ["attack", "AUC", "precision", "recall", "FPR at 95% recall"], rows)],
     )
@@ -366,7 +396,7 @@ def privacy(ctx: Context) -> Section:
 
     if (why := _no_members(ctx)) is not None:
         return Section("privacy", "Privacy", "Does the model leak who was in its training data?", skipped=why)
-    n = ctx.config.n_membership
+    n = affordable(ctx.budget.seconds("privacy"), 2 * ctx.forward_s, ctx.config.n_membership, minimum=100)
     members = ctx.splits.train.subset(np.arange(min(n, len(ctx.splits.train))))
     nonmembers = ctx.splits.test.subset(np.arange(min(n, len(ctx.splits.test))))
     result = loss_threshold_attack(ctx.model, members, nonmembers)
@@ -381,7 +411,8 @@ def privacy(ctx: Context) -> Section:
     verdict = privacy_verdict(
         result.auc, t.membership_auc, guarantee["epsilon"] if guarantee else None, t.dp_epsilon, ctx.accurate
     )
-    ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee}
+    ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee,
+                             "n": {"members": len(members), "nonmembers": len(nonmembers)}}  # fmt: skip
     return Section(
         "privacy",
         "Privacy",
@@ -389,7 +420,7 @@ def privacy(ctx: Context) -> Section:
         headline=f"membership AUC {result.auc:.3f}",
         verdict=verdict.verdict,
         threshold=verdict.rule,
-        text=f"{result.interpretation()}. {dp_text}",
+        text=f"{result.interpretation()} ({len(members)} members, {len(nonmembers)} non-members). {dp_text}",
         figures=[Figure(png, "ROC of the loss-threshold membership attack (Yeom et al. 2018)")],
     )
 
@@ -448,7 +479,7 @@ def _run_stages(ctx: Context, progress: bool) -> list[Section]:
         task = bar.add_task("", total=len(STAGES))
         for index, (name, stage) in enumerate(STAGES):
             _seed_stage(ctx.config.seed, index)
-            left = max(0.0, ctx.deadline - time.perf_counter())
+            left = max(0.0, ctx.budget.left())
             bar.update(task, description=f"{name} (budget left {left:.0f} s)")
             start = time.perf_counter()
             section = stage(ctx)
@@ -501,7 +532,7 @@ def run_stages(config: AuditConfig, splits: Splits, saved: SavedModel | None, pr
     workdir = Path(tempfile.mkdtemp(prefix="trusttango-audit-"))
     try:
         (workdir / "figures").mkdir()
-        ctx = Context(config, splits, workdir / "figures", time.perf_counter() + config.budget, saved)
+        ctx = Context(config, splits, workdir / "figures", Budget(config.budget), saved)
         sections = _run_stages(ctx, progress)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
