@@ -44,6 +44,7 @@ from trusttango.report.verdicts import (
     threat_model,
 )
 from trusttango.torchutil import batched_forward
+from trusttango.train import resolve_device
 
 
 @dataclass
@@ -74,6 +75,7 @@ class AuditConfig:
     n_explain: int = 8
     n_attack: int = 200
     n_membership: int = 2000
+    device: str = "auto"  # where a loaded model runs: auto (CUDA when present) | cpu | cuda[:N]
     members: str = "auto"  # what the model was trained on: "train" (the data's train split) | "unknown" | "auto"
     robust_eps: float | None = None  # L-inf budget of the robustness verdict (default: the data's, with its source)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -496,12 +498,15 @@ def supplied_model(config: AuditConfig, splits: Splits) -> SavedModel | None:
         config.model is None or config.model_source is None,
         "give a MODEL directory or the user's model (--arch, --model-code, --onnx), not both",
     )
-    if config.model_source is not None:
-        return config.model_source.load(splits.test)
-    if config.model is None:
+    if config.model is None and config.model_source is None:
         return None
-    saved = load_model(config.model)
-    check_compatible(saved.config, splits.train)
+    device = resolve_device(config.device)
+    if config.model_source is not None:
+        saved = config.model_source.load(splits.test)
+    else:
+        saved = load_model(config.model)
+        check_compatible(saved.config, splits.train)
+    saved.model.to(device)
     return saved
 
 
