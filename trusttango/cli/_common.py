@@ -20,6 +20,7 @@ console = Console(stderr=True, soft_wrap=True)  # paths stay on one line, whatev
 
 MODEL_ARG_HELP = "Model directory (a trusttango model, a zoom-in model, or an automl output folder)."
 DATA_HELP = "Built-in name, image folder, .npz or IDX file."
+ATTACK_HELP = "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm | square"  # trusttango.robust.ATTACKS
 
 
 def model_argument() -> typer.models.ArgumentInfo:

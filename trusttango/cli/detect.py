@@ -10,10 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.cli._common import console, data_option, items, load_model_and_data, model_argument, raise_input
+from trusttango.cli._common import (
+    ATTACK_HELP,
+    console,
+    data_option,
+    items,
+    load_model_and_data,
+    model_argument,
+    raise_input,
+)
 from trusttango.errors import require
 
-ATTACK_HELP = "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm"
 LAYER_HELP = (
     "Response at: auto (last full-res ReLU), all (every ReLU feature map), input, "
     "or module names separated by commas (a module called twice: name#0, name#1)."

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import typer
 
-from trusttango.cli._common import console, data_option, first, floats, load_model_and_data, model_argument
+from trusttango.cli._common import ATTACK_HELP, console, data_option, first, floats, load_model_and_data, model_argument
 from trusttango.errors import require
-
-ATTACK_HELP = "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm"
 
 
 def attack(

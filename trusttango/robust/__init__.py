@@ -8,13 +8,12 @@ from trusttango.robust.attacks import (
     FGSM,
     MIFGSM,
     PGD,
-    Attack,
-    AttackResult,
     CarliniWagnerL2,
     DeepFool,
     MinNormL2,
     make_attack,
 )
+from trusttango.robust.base import Attack, AttackResult
 from trusttango.robust.defences import AdversarialTraining, LipschitzRegulariser
 from trusttango.robust.evaluation import (
     ARAResult,
@@ -28,6 +27,7 @@ from trusttango.robust.evaluation import (
 )
 from trusttango.robust.explanations import edge_alignment, explain_classes
 from trusttango.robust.plots import plot_ara, plot_curves, plot_examples, plot_gallery
+from trusttango.robust.square import Square
 
 __all__ = [
     "ATTACKS",
@@ -35,6 +35,7 @@ __all__ = [
     "FGSM",
     "MIFGSM",
     "PGD",
+    "Square",
     "ARAResult",
     "AdversarialTraining",
     "Attack",

@@ -14,7 +14,8 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 2018, eq. 2 with random start and restarts), MI-FGSM (Dong et al. 2018, alg. 1), C&W-L2
 (Carlini & Wagner 2017, eq. 7 in tanh space with binary search on c), DeepFool
 (Moosavi-Dezfooli et al. 2016, alg. 2) and DDN (Rony et al. 2019, alg. 1) as the
-minimum-norm L2 attack used for ARA.
+minimum-norm L2 attack used for ARA; Square (Andriushchenko et al. 2020, :mod:`~trusttango.robust.square`)
+as the score-based attack. The interface itself is :mod:`~trusttango.robust.base`.
 
 :data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
 it takes. The base class takes only the model and holds the success rule; each attack's
@@ -25,157 +26,16 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.models.folding import FoldedBatchNorm
-from trusttango.modes import eval_mode
-from trusttango.torchutil import model_device
+from trusttango.robust.base import Attack, batch_view, check_logits, flat_norm
+from trusttango.robust.square import Square
 
 NORMS = ("linf", "l2")
-
-
-@dataclass
-class AttackResult:
-    """What an attack did, per example.
-
-    ``success``: untargeted -> the prediction differs from ``y``; targeted -> it equals the
-    target. ``linf`` / ``l2``: norms of ``x_adv - x``; ``rms``: ``l2 / sqrt(C*H*W)``, the
-    perturbation size of Woods et al. 2019. ``predictions``: the model's labels on ``x_adv``.
-    """
-
-    x_adv: torch.Tensor
-    success: torch.Tensor
-    linf: torch.Tensor
-    l2: torch.Tensor
-    rms: torch.Tensor
-    predictions: torch.Tensor
-
-    @property
-    def success_rate(self) -> float:
-        return float(self.success.float().mean()) if len(self.success) else 0.0
-
-
-def _flat_norm(t: torch.Tensor, p: float) -> torch.Tensor:
-    return t.flatten(1).norm(p=p, dim=1)
-
-
-def _check_logits(logits: object, n: int, y: torch.Tensor) -> None:
-    """The model's output on ``n`` inputs must be logits (n, K), and the labels ``y`` class indices below K."""
-    require(
-        isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == n,
-        f"model: expected logits shaped (N, K), got {getattr(logits, 'shape', type(logits).__name__)}",
-    )
-    k = logits.shape[1]
-    require(bool(((y >= 0) & (y < k)).all()), f"y: expected class indices in [0, {k}), got out-of-range values")
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-example scalars shaped to broadcast against a batch ``like``."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
-
-
-class Attack:
-    """Base class, taking only the model: input checks, the eval-mode context, the success rule
-    and the result bookkeeping. ``targeted`` and the input ``bounds`` are settings of each attack.
-
-    Each attack's own settings (budget, steps, ...) belong to its ``__init__``. Subclasses
-    implement :meth:`_perturb` ``(x, y) -> x_adv`` on validated inputs.
-    """
-
-    minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
-    fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
-
-    def __init__(self, model: nn.Module) -> None:
-        require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        self.model, self.targeted, self.bounds = model, False, (0.0, 1.0)
-        self._folded = FoldedBatchNorm(model)
-        self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
-
-    def _threat(self, targeted: bool, bounds: tuple[float, float]) -> None:
-        """Set the settings every attack takes: targeted or not, and the input range."""
-        require(
-            len(bounds) == 2 and bounds[0] < bounds[1], f"bounds: expected (low, high) with low < high, got {bounds}"
-        )
-        self.targeted, self.bounds = bool(targeted), (float(bounds[0]), float(bounds[1]))
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The adversarial examples only: no extra forward pass for the result bookkeeping."""
-        return self._attack(x, y, None)[2]
-
-    def succeeded(self, predictions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The success rule: untargeted, the prediction differs from ``y``; targeted, it equals the target ``y``."""
-        return predictions == y if self.targeted else predictions != y
-
-    def run(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> AttackResult:
-        """Attack ``x`` (labels or targets ``y``); ``labels`` are the true classes for a targeted attack."""
-        x, y, x_adv = self._attack(x, y, labels)
-        with eval_mode(self.model), torch.no_grad():
-            pred = self.model(x_adv).argmax(1)
-        delta = (x_adv - x).flatten(1)
-        l2 = delta.norm(dim=1)
-        return AttackResult(
-            x_adv, self.succeeded(pred, y), delta.abs().amax(1), l2, l2 / math.sqrt(delta.shape[1]), pred
-        )
-
-    def _attack(
-        self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(x, y, x_adv)`` on the model's device, after validating the inputs."""
-        device = model_device(self.model)
-        x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
-        with eval_mode(self.model):
-            self._net = self._folded() if self.fold_batchnorm else self.model
-            self._check(x, y, labels)
-            return x, y, self._perturb(x, y).detach()
-
-    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Validate the inputs (shape, finite, inside ``bounds``) and, for a targeted attack, that
-        no target is the true label. The model's output is checked by the subclasses: gradient
-        attacks on their first forward pass (no extra pass), minimum-norm attacks on a probe.
-        Only a targeted attack without ``labels`` needs the clean predictions of the whole batch.
-        """
-        lo, hi = self.bounds
-        require(x.dim() >= 2 and len(x) > 0, f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
-        require(y.shape == (len(x),), f"y: expected shape ({len(x)},), got {tuple(y.shape)}")
-        require(bool(torch.isfinite(x).all()), "x: contains NaN or infinite values")
-        require(
-            float(x.min()) >= lo - 1e-6 and float(x.max()) <= hi + 1e-6,
-            f"x: values must lie in bounds [{lo}, {hi}], got [{float(x.min()):.4g}, {float(x.max()):.4g}]",
-        )
-        if self.targeted:
-            if labels is None:
-                with torch.no_grad():
-                    logits = self._net(x)
-                _check_logits(logits, len(x), y)
-                true = logits.argmax(1)
-            else:
-                true = torch.as_tensor(labels).to(y.device).long()
-            require(not bool((true == y).any()), "y: a target equals the true label of its input (targeted attack)")
-
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-example loss to ascend: CE for untargeted, -CE towards the target for targeted."""
-        ce = F.cross_entropy(logits, y, reduction="none")
-        return -ce if self.targeted else ce
-
-    def _grad(self, x: torch.Tensor, y: torch.Tensor, check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradient of the summed attack loss w.r.t. ``x``, and the logits (``check``: validate them first)."""
-        x = x.detach().requires_grad_(True)
-        logits = self._net(x)
-        if check:
-            _check_logits(logits, len(x), y)
-        (grad,) = torch.autograd.grad(self._loss(logits, y).sum(), x)
-        return grad, logits.detach()
-
-    def _clip(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(*self.bounds)
-
-    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
 
 class _GradientAttack(Attack):
@@ -232,7 +92,7 @@ class _GradientAttack(Attack):
         for step in range(self.steps):
             grad, _ = self._grad(x_adv, y, check=step == 0)
             if self.momentum is not None:
-                g = self.momentum * g + grad / _view(_flat_norm(grad, 1).clamp_min(1e-12), grad)
+                g = self.momentum * g + grad / batch_view(flat_norm(grad, 1).clamp_min(1e-12), grad)
                 grad = g
             x_adv = self._project(x, x_adv + self.alpha * self._direction(grad))
         return x_adv
@@ -240,23 +100,23 @@ class _GradientAttack(Attack):
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
             return grad.sign()
-        return grad / _view(_flat_norm(grad, 2).clamp_min(1e-12), grad)
+        return grad / batch_view(flat_norm(grad, 2).clamp_min(1e-12), grad)
 
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         delta = x_adv - x
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
-            delta = delta * _view((self.eps / _flat_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0), delta)
+            delta = delta * batch_view((self.eps / flat_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0), delta)
         return self._clip(x + delta).detach()
 
     def _random_start(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
             return torch.empty_like(x).uniform_(-self.eps, self.eps)
         direction = torch.randn_like(x)
-        direction = direction / _view(_flat_norm(direction, 2).clamp_min(1e-12), x)
+        direction = direction / batch_view(flat_norm(direction, 2).clamp_min(1e-12), x)
         radius = torch.rand(len(x), device=x.device) ** (1.0 / x[0].numel())
-        return direction * _view(radius * self.eps, x)
+        return direction * batch_view(radius * self.eps, x)
 
 
 class FGSM(_GradientAttack):
@@ -341,7 +201,7 @@ class _MinimumNormAttack(Attack):
         or reduces the batch is caught."""
         super()._check(x, y, labels)
         with torch.no_grad():
-            _check_logits(self._net(x[:2]), len(x[:2]), y)
+            check_logits(self._net(x[:2]), len(x[:2]), y)
 
     def _adversarial(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.succeeded(logits.argmax(1), y)
@@ -349,9 +209,9 @@ class _MinimumNormAttack(Attack):
     @staticmethod
     def _keep_smaller(best, best_norm, x, candidate, hit):
         """Where ``hit`` and ``candidate`` is closer to ``x`` than ``best``, take it."""
-        norm = _flat_norm(candidate - x, 2)
+        norm = flat_norm(candidate - x, 2)
         better = hit & (norm < best_norm)
-        return torch.where(_view(better, x), candidate, best), torch.where(better, norm, best_norm)
+        return torch.where(batch_view(better, x), candidate, best), torch.where(better, norm, best_norm)
 
 
 class CarliniWagnerL2(_MinimumNormAttack):
@@ -467,9 +327,9 @@ class DeepFool(_MinimumNormAttack):
             ratio = f.abs() / w_norm
             j = ratio.argmin(1)
             rows = torch.arange(len(active), device=x.device)
-            r_total[active] += _view((ratio[rows, j] + 1e-4) / w_norm[rows, j], w[:, 0]) * w[rows, j]
+            r_total[active] += batch_view((ratio[rows, j] + 1e-4) / w_norm[rows, j], w[:, 0]) * w[rows, j]
             x_adv[active] = self._clip(x[active] + (1 + self.overshoot) * r_total[active])
-        return torch.where(_view(hit, x), x_adv, x)
+        return torch.where(batch_view(hit, x), x_adv, x)
 
     @staticmethod
     def _margins(x_in, logits, cands, source) -> tuple[torch.Tensor, torch.Tensor]:
@@ -517,8 +377,8 @@ class MinNormL2(_MinimumNormAttack):
             hit = self._adversarial(logits, y)
             best, best_norm = self._keep_smaller(best, best_norm, x, x_adv, hit)
             eps = torch.where(hit, eps * (1 - self.gamma), eps * (1 + self.gamma))
-            delta = delta + alpha * grad / _view(_flat_norm(grad, 2).clamp_min(1e-12), grad)
-            delta = delta * _view(eps / _flat_norm(delta, 2).clamp_min(1e-12), delta)
+            delta = delta + alpha * grad / batch_view(flat_norm(grad, 2).clamp_min(1e-12), grad)
+            delta = delta * batch_view(eps / flat_norm(delta, 2).clamp_min(1e-12), delta)
             delta = self._clip(x + delta) - x
         x_adv = self._clip(x + delta)
         with torch.no_grad():
@@ -535,6 +395,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "cw": CarliniWagnerL2,
     "deepfool": DeepFool,
     "minnorm": MinNormL2,
+    "square": Square,
 }
 
 

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from trusttango.errors import require
-from trusttango.robust.attacks import PGD, Attack
+from trusttango.robust.attacks import PGD
+from trusttango.robust.base import Attack
 from trusttango.train import EpochRecord, Hook, TrainState
 
 ADVERSARIAL_METHODS = ("pgd", "fgsm")

@@ -26,7 +26,8 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.modes import eval_mode
-from trusttango.robust.attacks import ATTACKS, PGD, Attack, AttackResult, MinNormL2, make_attack
+from trusttango.robust.attacks import ATTACKS, PGD, MinNormL2, make_attack
+from trusttango.robust.base import Attack, AttackResult
 from trusttango.torchutil import batched_forward
 
 

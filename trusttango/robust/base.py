@@ -1,0 +1,158 @@
+"""The attack interface: :class:`Attack` (takes only the model; input checks, the eval-mode
+context, BatchNorm folding, the success rule) and :class:`AttackResult`, plus the tensor
+helpers every attack family shares. The families: :mod:`~trusttango.robust.attacks`
+(gradient and minimum-norm attacks, and the :data:`~trusttango.robust.attacks.ATTACKS`
+registry) and :mod:`~trusttango.robust.square` (score-based)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trusttango.errors import require
+from trusttango.models.folding import FoldedBatchNorm
+from trusttango.modes import eval_mode
+from trusttango.torchutil import model_device
+
+
+@dataclass
+class AttackResult:
+    """What an attack did, per example.
+
+    ``success``: untargeted -> the prediction differs from ``y``; targeted -> it equals the
+    target. ``linf`` / ``l2``: norms of ``x_adv - x``; ``rms``: ``l2 / sqrt(C*H*W)``, the
+    perturbation size of Woods et al. 2019. ``predictions``: the model's labels on ``x_adv``.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    linf: torch.Tensor
+    l2: torch.Tensor
+    rms: torch.Tensor
+    predictions: torch.Tensor
+
+    @property
+    def success_rate(self) -> float:
+        return float(self.success.float().mean()) if len(self.success) else 0.0
+
+
+def flat_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    return t.flatten(1).norm(p=p, dim=1)
+
+
+def check_logits(logits: object, n: int, y: torch.Tensor) -> None:
+    """The model's output on ``n`` inputs must be logits (n, K), and the labels ``y`` class indices below K."""
+    require(
+        isinstance(logits, torch.Tensor) and logits.dim() == 2 and logits.shape[0] == n,
+        f"model: expected logits shaped (N, K), got {getattr(logits, 'shape', type(logits).__name__)}",
+    )
+    k = logits.shape[1]
+    require(bool(((y >= 0) & (y < k)).all()), f"y: expected class indices in [0, {k}), got out-of-range values")
+
+
+def batch_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-example scalars shaped to broadcast against a batch ``like``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Attack:
+    """Base class, taking only the model: input checks, the eval-mode context, the success rule
+    and the result bookkeeping. ``targeted`` and the input ``bounds`` are settings of each attack.
+
+    Each attack's own settings (budget, steps, ...) belong to its ``__init__``. Subclasses
+    implement :meth:`_perturb` ``(x, y) -> x_adv`` on validated inputs.
+    """
+
+    minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
+    fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
+
+    def __init__(self, model: nn.Module) -> None:
+        require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        self.model, self.targeted, self.bounds = model, False, (0.0, 1.0)
+        self._folded = FoldedBatchNorm(model)
+        self._net = model  # what the forward passes call: ``model`` or its folded view (set per call)
+
+    def _threat(self, targeted: bool, bounds: tuple[float, float]) -> None:
+        """Set the settings every attack takes: targeted or not, and the input range."""
+        require(
+            len(bounds) == 2 and bounds[0] < bounds[1], f"bounds: expected (low, high) with low < high, got {bounds}"
+        )
+        self.targeted, self.bounds = bool(targeted), (float(bounds[0]), float(bounds[1]))
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The adversarial examples only: no extra forward pass for the result bookkeeping."""
+        return self._attack(x, y, None)[2]
+
+    def succeeded(self, predictions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The success rule: untargeted, the prediction differs from ``y``; targeted, it equals the target ``y``."""
+        return predictions == y if self.targeted else predictions != y
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None = None) -> AttackResult:
+        """Attack ``x`` (labels or targets ``y``); ``labels`` are the true classes for a targeted attack."""
+        x, y, x_adv = self._attack(x, y, labels)
+        with eval_mode(self.model), torch.no_grad():
+            pred = self.model(x_adv).argmax(1)
+        delta = (x_adv - x).flatten(1)
+        l2 = delta.norm(dim=1)
+        return AttackResult(
+            x_adv, self.succeeded(pred, y), delta.abs().amax(1), l2, l2 / math.sqrt(delta.shape[1]), pred
+        )
+
+    def _attack(
+        self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x, y, x_adv)`` on the model's device, after validating the inputs."""
+        device = model_device(self.model)
+        x, y = x.detach().to(device, torch.float32), torch.as_tensor(y).to(device).long()
+        with eval_mode(self.model):
+            self._net = self._folded() if self.fold_batchnorm else self.model
+            self._check(x, y, labels)
+            return x, y, self._perturb(x, y).detach()
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Validate the inputs (shape, finite, inside ``bounds``) and, for a targeted attack, that
+        no target is the true label. The model's output is checked by the subclasses: gradient
+        attacks on their first forward pass (no extra pass), minimum-norm attacks on a probe.
+        Only a targeted attack without ``labels`` needs the clean predictions of the whole batch.
+        """
+        lo, hi = self.bounds
+        require(x.dim() >= 2 and len(x) > 0, f"x: expected a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+        require(y.shape == (len(x),), f"y: expected shape ({len(x)},), got {tuple(y.shape)}")
+        require(bool(torch.isfinite(x).all()), "x: contains NaN or infinite values")
+        require(
+            float(x.min()) >= lo - 1e-6 and float(x.max()) <= hi + 1e-6,
+            f"x: values must lie in bounds [{lo}, {hi}], got [{float(x.min()):.4g}, {float(x.max()):.4g}]",
+        )
+        if self.targeted:
+            if labels is None:
+                with torch.no_grad():
+                    logits = self._net(x)
+                check_logits(logits, len(x), y)
+                true = logits.argmax(1)
+            else:
+                true = torch.as_tensor(labels).to(y.device).long()
+            require(not bool((true == y).any()), "y: a target equals the true label of its input (targeted attack)")
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-example loss to ascend: CE for untargeted, -CE towards the target for targeted."""
+        ce = F.cross_entropy(logits, y, reduction="none")
+        return -ce if self.targeted else ce
+
+    def _grad(self, x: torch.Tensor, y: torch.Tensor, check: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of the summed attack loss w.r.t. ``x``, and the logits (``check``: validate them first)."""
+        x = x.detach().requires_grad_(True)
+        logits = self._net(x)
+        if check:
+            check_logits(logits, len(x), y)
+        (grad,) = torch.autograd.grad(self._loss(logits, y).sum(), x)
+        return grad, logits.detach()
+
+    def _clip(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(*self.bounds)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
