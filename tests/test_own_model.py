@@ -22,6 +22,7 @@ from trusttango.data import load_data
 from trusttango.errors import InputError
 from trusttango.models.external import ModelSource, ModelSpec
 from trusttango.report.audit import AuditConfig, run_audit
+from trusttango.report.verdicts import black_box_robustness_verdict, threat_model
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's pixel mean and std, the user's own normalisation
 SMALL = {"n_explain": 4, "n_attack": 40, "n_membership": 200, "budget": 60}
@@ -103,6 +104,8 @@ def user(tmp_path_factory, data_file) -> dict:
     save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, root / "resnet.safetensors")
     torch.onnx.export(small, (splits.test.x[:2],), root / "small.onnx", dynamo=False, input_names=["x"],
                       dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    torch.onnx.export(small, (splits.test.x[:2],), root / "dynamo.onnx", dynamo=True, input_names=["x"],
+                      dynamic_shapes=({0: torch.export.Dim("n")},))  # fmt: skip
     test = splits.test
     return {
         "root": root, "splits": splits,
@@ -348,3 +351,27 @@ def test_a_small_budget_shrinks_the_samples_and_says_so(user):
     privacy = result.record["results"]["privacy"]["n"]
     assert 100 <= privacy["members"] <= 1000 and f"{privacy['members']} members" in result.sections[5].text
     assert result.robust_accuracy is not None and result.accuracy == pytest.approx(user["resnet_acc"], abs=1e-6)
+
+
+def test_an_onnx_graph_that_cannot_be_converted_is_audited_as_a_black_box(user, tmp_path):
+    """torch's dynamo exporter writes Reshape(allowzero=1), which onnx2torch cannot convert: the
+    model runs in onnxruntime, the audit says so, and every stage either runs without gradients
+    (Square, occlusion, membership) or says why it cannot; the robustness verdict never passes."""
+    import trusttango
+
+    source = ModelSource(onnx=user["root"] / "dynamo.onnx", mean=[MEAN], std=[STD])
+    config = trusttango.AuditConfig(seed=0, members="train", **{**SMALL, "n_attack": 20})
+    result = trusttango.audit(source, user["splits"], config, out=tmp_path / "r")
+    assert "cannot be converted" in result.spec.source["black_box"] and "allowzero" in result.spec.source["black_box"]
+    assert result.accuracy == pytest.approx(user["small_acc"], abs=1e-6)  # onnxruntime runs the user's graph
+    robust = result.record["results"]["robustness"]
+    assert robust["attack"]["name"] == "square" and result.robust_accuracy < result.accuracy
+    assert result.verdicts["robustness"] != "pass" and "Square" in result.sections[3].text
+    threat = threat_model("fashion-mnist")  # the rule itself: a score-based figure fails a model, never passes it
+    assert black_box_robustness_verdict(0.9, threat, 0.5, accurate=True).verdict == "not established"
+    assert black_box_robustness_verdict(0.1, threat, 0.5, accurate=True).verdict == "fail"
+    assert "upper bound" in black_box_robustness_verdict(0.9, threat, 0.5, accurate=True).rule
+    assert "gradients" in result.skipped["detection"]
+    assert {row["method"] for row in result.record["results"]["insight"]} == {"occlusion"}
+    assert result.verdicts["insight"] in {"not established", "not meaningful"}
+    assert result.membership_auc is not None and "Black-box mode" in result.sections[0].text

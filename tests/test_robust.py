@@ -373,9 +373,8 @@ def test_lipschitz_regulariser_increases_ara(digits, digits_model, robust_eval):
 def test_attack_registry_and_make_attack(digits_model, batch):
     """``ATTACKS`` names every attack; ``make_attack`` gives each the settings it takes: the budget
     reaches the norm-bounded attacks only, ``steps`` every iterative one, never FGSM."""
-    from trusttango.robust import ATTACKS, attack_report, make_attack
-
     from trusttango.cli._common import ATTACK_HELP
+    from trusttango.robust import ATTACKS, attack_report, make_attack
 
     assert set(ATTACKS) == {"fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "minnorm", "square"}
     assert ATTACK_HELP.split(" | ") == list(ATTACKS)  # the CLI's help names every registered attack

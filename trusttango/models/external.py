@@ -264,18 +264,29 @@ class ModelSource:
         conversion also checked against onnxruntime on up to 256 of its examples)."""
         spec = self.spec(data)
         if self.onnx is not None:
-            from trusttango.models.onnx import onnx_model, parity
-
-            model = PixelSpace(onnx_model(Path(self.onnx)), spec).eval()
-            check_output(model, data.x[:2], data.num_classes)
-            spec.source["onnx_max_logit_difference"] = parity(model, Path(self.onnx), data.x[:256], model.preprocess)
-        else:
-            net = self._network(spec.num_classes)
-            if self.weights is not None:
-                load_state(net, read_weights(self.weights), Path(self.weights), against=self.describe()["model"])
-            model = PixelSpace(net, spec).eval()
-            check_output(model, data.x[:2], data.num_classes)
+            return self._load_onnx(spec, data)
+        net = self._network(spec.num_classes)
+        if self.weights is not None:
+            load_state(net, read_weights(self.weights), Path(self.weights), against=self.describe()["model"])
+        model = PixelSpace(net, spec).eval()
+        check_output(model, data.x[:2], data.num_classes)
         return SavedModel(model, spec, spec.class_names, {"source": spec.source})
+
+    def _load_onnx(self, spec: ModelSpec, data: object) -> SavedModel:
+        """Converted and checked against onnxruntime; a graph that cannot be converted runs in
+        onnxruntime itself, and the model is marked black-box (``meta["black_box"]``: why)."""
+        from trusttango.models.onnx import NotConvertible, OnnxRuntimeModel, onnx_model, parity
+
+        path, meta = Path(self.onnx), {"source": spec.source}
+        try:
+            model = PixelSpace(onnx_model(path), spec).eval()
+        except NotConvertible as err:
+            model = PixelSpace(OnnxRuntimeModel(path), spec).eval()
+            meta["black_box"] = spec.source["black_box"] = f"{err}; run by onnxruntime, without gradients"
+        check_output(model, data.x[:2], data.num_classes)
+        if "black_box" not in meta:
+            spec.source["onnx_max_logit_difference"] = parity(model, path, data.x[:256], model.preprocess)
+        return SavedModel(model, spec, spec.class_names, meta)
 
     def _network(self, num_classes: int) -> nn.Module:
         if self.module is not None:

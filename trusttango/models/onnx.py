@@ -5,6 +5,10 @@ exporters put on shared weights removed), brought to opset 17, the newest that o
 reads, and converted with onnx2torch, so gradients flow and every attack and explanation
 runs. The conversion is trusted only after :func:`parity` compares its logits with
 onnxruntime's on the audited images: above :data:`TOLERANCE` the model is refused.
+
+A graph that cannot be converted (:class:`NotConvertible`, e.g. an operator onnx2torch lacks)
+runs as it is in onnxruntime: :class:`OnnxRuntimeModel` gives outputs but no gradients, and
+the audit runs in black-box mode (score-based attacks, occlusion, membership inference).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ import torch
 from torch import nn
 
 from trusttango.errors import InputError, require
+
+
+class NotConvertible(InputError):
+    """The ONNX graph is valid but cannot be converted to PyTorch."""
+
 
 OPSET = 17  # the newest opset onnx2torch 1.5 converts
 TOLERANCE = 1e-4  # largest |logit difference| allowed, relative to max(1, largest |logit|)
@@ -46,22 +55,35 @@ def _convert(graph: object, path: Path) -> nn.Module:
         return convert(simplified)
     except (NotImplementedError, RuntimeError, KeyError, ValueError) as err:
         reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-        raise InputError(f"--onnx: {path}: the graph cannot be converted to PyTorch ({reason})") from None
+        raise NotConvertible(f"the graph cannot be converted to PyTorch ({reason})") from None
+
+
+class OnnxRuntimeModel(nn.Module):
+    """The ONNX model at ``path`` run by onnxruntime (CPU): logits without gradients."""
+
+    gradients = False
+
+    def __init__(self, path: Path, batch_size: int = 256) -> None:
+        import onnxruntime
+
+        super().__init__()
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name, self.batch_size = self.session.get_inputs()[0].name, batch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        given = x.detach().float().cpu().numpy()
+        outputs = [self.session.run(None, {self.input_name: given[i : i + self.batch_size]})[0]
+                   for i in range(0, len(given), self.batch_size)]  # fmt: skip
+        return torch.from_numpy(np.concatenate(outputs)).to(x.device)
 
 
 def parity(model: nn.Module, path: Path, x: torch.Tensor, preprocess=None) -> float:
     """Largest |logit difference| between ``model(x)`` and onnxruntime running ``path`` on
     ``preprocess(x)`` (what the ONNX graph is given), relative to max(1, largest |logit|);
     an :class:`InputError` above :data:`TOLERANCE`."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     with torch.no_grad():
-        ours = model(x).float()
-        given = (preprocess(x) if preprocess else x).float().numpy()
-    theirs = torch.from_numpy(np.concatenate([session.run(None, {name: given[i : i + 64]})[0] for i in
-                                              range(0, len(given), 64)]))  # fmt: skip
+        ours = model(x).float().cpu()
+        theirs = OnnxRuntimeModel(path)(preprocess(x) if preprocess else x)
     diff = float((ours - theirs).abs().max() / max(1.0, float(theirs.abs().max())))
     require(
         diff <= TOLERANCE,

@@ -34,8 +34,8 @@ from trusttango.report.html import Figure, Section
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
     STRONG_PGD,
-    ThreatModel,
     accuracy_verdict,
+    black_box_robustness_verdict,
     detection_verdict,
     graded,
     insight_verdict,
@@ -130,6 +130,11 @@ class Context:
         return self.saved.model
 
     @property
+    def black_box(self) -> str | None:
+        """Why the model gives no gradients (an ONNX graph run by onnxruntime), or None."""
+        return self.saved.meta.get("black_box") if self.saved else None
+
+    @property
     def accurate(self) -> bool:
         """Whether the model met its accuracy threshold (the evaluation stage ran first)."""
         return self.record.get("evaluation", {}).get("accuracy", 0.0) >= self.config.thresholds.accuracy
@@ -155,6 +160,8 @@ def genesis(ctx: Context) -> Section:
     if ctx.saved is not None:
         source = cfg.model or ", ".join(f"{k} {v}" for k, v in cfg.model_source.describe().items() if v)
         section.text = f"Audited the supplied model ({source}); no search was run. Its input spec: {SPEC_FILE}."
+        if ctx.black_box:
+            section.text += f" Black-box mode: {ctx.black_box}; the stages that need gradients say so."
         section.skipped = "model supplied: search skipped"
         return section
     from trusttango.automl import AnytimeSearch
@@ -223,14 +230,26 @@ def _applicable(methods: dict, model: torch.nn.Module, x: torch.Tensor, y: torch
 
 def insight(ctx: Context) -> Section:
     """Attribution gallery and the explanation-quality table."""
-    from trusttango.explain import GradCAM, GuidedBackprop, IntegratedGradients, Saliency, compare_methods, to_heatmap
+    from trusttango.explain import (
+        GradCAM,
+        GuidedBackprop,
+        IntegratedGradients,
+        Occlusion,
+        Saliency,
+        compare_methods,
+        to_heatmap,
+    )  # fmt: skip
     from trusttango.explain.figures import save_overlays
 
     seconds, start = ctx.budget.seconds("insight"), time.perf_counter()
     x, y = ctx.sample(ctx.config.n_explain)
     methods = {"saliency": Saliency, "gradcam": GradCAM, "integrated_gradients": IntegratedGradients,
                "guided": GuidedBackprop}  # fmt: skip
-    methods, left_out = _applicable(methods, ctx.model, x[:1], y[:1])
+    if ctx.black_box:  # occlusion needs outputs only
+        methods, left_out = {"occlusion": Occlusion}, {"gradient maps": "a black box gives no gradients"}
+        Occlusion(ctx.model).attribute(x[:1], target=y[:1])  # the pilot timing
+    else:
+        methods, left_out = _applicable(methods, ctx.model, x[:1], y[:1])
     per_example = 6 * (time.perf_counter() - start)  # gallery, deletion / insertion games, sanity check
     n = affordable(seconds - per_example / 6, per_example, len(x), minimum=2)
     x, y = x[:n], y[:n]
@@ -243,10 +262,10 @@ def insight(ctx: Context) -> Section:
         title = f"true and explained class: {ctx.splits.class_names[int(y[i])]}"
         save_overlays(x[i], {name: m[i] for name, m in maps.items()}, path, title)
         figures.append(Figure(path, f"Attributions for a test image of class {ctx.splits.class_names[int(y[i])]}"))
-    rows = compare_methods(ctx.model, x, y, methods=methods)
+    rows = compare_methods(ctx.model, x, y, methods=methods, sanity=not ctx.black_box)
     header = list(rows[0])
     best = min(rows, key=lambda r: r["deletion_game_area"])
-    verdict = insight_verdict(best["sanity_spearman"], ctx.accurate)
+    verdict = insight_verdict(best.get("sanity_spearman"), ctx.accurate)
     ctx.record["insight"] = rows
     return Section(
         "insight",
@@ -261,14 +280,14 @@ def insight(ctx: Context) -> Section:
     )
 
 
-def strong_robust_accuracy(ctx: Context, threat: ThreatModel, deadline: float) -> tuple[float, int, float]:
-    """Robust accuracy on up to ``n_attack`` test examples: correct before and after PGD with
-    :data:`~trusttango.report.verdicts.STRONG_PGD` at the ``threat`` budget, attacked in chunks
-    until ``deadline``. Returns it, the examples used and the seconds per attacked example."""
+def strong_robust_accuracy(ctx: Context, attack: object, deadline: float) -> tuple[float, int, float]:
+    """Robust accuracy on up to ``n_attack`` test examples: correct before and after ``attack``
+    (the verdict's: PGD with :data:`~trusttango.report.verdicts.STRONG_PGD` at the stated budget),
+    attacked in chunks until ``deadline``. Returns it, the examples used and the seconds per
+    attacked example."""
     from trusttango.robust import robust_accuracy
-    from trusttango.robust.attacks import make_attack
 
-    test, attack = ctx.splits.test, make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
+    test = ctx.splits.test
     n = min(ctx.config.n_attack, len(test))
     robust, used, attacked, start = 0, 0, 0, time.perf_counter()
     for part in chunks(n, 10, deadline):
@@ -284,13 +303,17 @@ def strong_robust_accuracy(ctx: Context, threat: ThreatModel, deadline: float) -
 def robustness(ctx: Context) -> Section:
     """Robust accuracy under strong PGD at the data's stated budget (the verdict), accuracy under
     PGD vs epsilon (L-inf and L2) and the ARA score, sized to the stage's share of the budget."""
-    from trusttango.robust import MinNormL2, ara, robustness_curve
+    from trusttango.robust import MinNormL2, ara, make_attack, robustness_curve
     from trusttango.robust.plots import plot_ara, plot_curves
+
+    if ctx.black_box:
+        return black_box_robustness(ctx)
 
     seconds, now = ctx.budget.seconds("robustness"), time.perf_counter()
     end, strong_end = now + seconds, now + 0.55 * seconds  # after the verdict's attack: curves and ARA
     threat = threat_model(ctx.config.data, ctx.config.robust_eps)
-    robust, n_strong, per_example = strong_robust_accuracy(ctx, threat, strong_end)
+    attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
+    robust, n_strong, per_example = strong_robust_accuracy(ctx, attack, strong_end)
     verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     # PGD-10 x 4 budgets x 2 norms: 80 / 250 of the strong attack's steps; DDN-100: 100 / 250
     x, y = ctx.sample(affordable(0.6 * (end - time.perf_counter()), 0.32 * per_example, ctx.config.n_attack, 10))
@@ -325,12 +348,37 @@ def robustness(ctx: Context) -> Section:
     )
 
 
+def black_box_robustness(ctx: Context) -> Section:
+    """A model without gradients: robust accuracy under the score-based Square attack (5,000
+    queries) at the stated L-inf budget, in chunks until the stage's share of the budget ends."""
+    from trusttango.robust import Square
+
+    threat = threat_model(ctx.config.data, ctx.config.robust_eps)
+    deadline = time.perf_counter() + ctx.budget.seconds("robustness")
+    robust, n, _ = strong_robust_accuracy(ctx, Square(ctx.model, eps=threat.eps), deadline)
+    verdict = black_box_robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
+    ctx.record["robustness"] = {"robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm,
+                                "eps_source": threat.source, "attack": {"name": "square", "queries": 5000},
+                                "n": {"square": n}}  # fmt: skip
+    return Section(
+        "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
+        headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g} (Square, black box)",
+        verdict=verdict.verdict, threshold=verdict.rule,
+        text=f"Black-box mode ({ctx.black_box}): test accuracy under the Square attack (Andriushchenko et al. "
+        f"2020) on {n} test images. Gradient attacks, the accuracy-vs-eps curves and ARA need gradients and were "
+        "not run; a score-based attack alone gives an upper bound on robust accuracy.",
+    )  # fmt: skip
+
+
 def detection(ctx: Context) -> Section:
     """Entropy detector fitted on FGSM, evaluated on FGSM and on unseen PGD."""
     from trusttango.detect import EntropyDetector, adversarial_pairs, detection_roc, evaluate_detector
     from trusttango.plotting import plot_roc
     from trusttango.robust import FGSM, PGD
 
+    if ctx.black_box:
+        why = f"the entropy detector reads guided-backprop feature responses, which need gradients ({ctx.black_box})"
+        return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=why)
     seconds, start = ctx.budget.seconds("detection"), time.perf_counter()
     x, y = ctx.sample(4)
     try:  # the feature response is guided backprop, defined for ReLU networks only; a pilot timing

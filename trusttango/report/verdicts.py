@@ -84,11 +84,27 @@ def robustness_verdict(robust: float, threat: ThreatModel, threshold: float, acc
     return Verdict(graded(robust, threshold), rule)
 
 
-def insight_verdict(sanity_spearman: float, accurate: bool) -> Verdict:
-    """The most faithful map must fail the model-randomisation sanity check's similarity bound."""
+def black_box_robustness_verdict(robust: float, threat: ThreatModel, threshold: float, accurate: bool) -> Verdict:
+    """Robust accuracy under the score-based Square attack only (a model without gradients): an
+    upper bound, so it can fail a model but never pass one."""
+    if not accurate:
+        return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
+    rule = (
+        f"robust accuracy >= {threshold:g} at {threat.norm} eps {threat.eps:.4g} ({threat.source}); measured by the "
+        "score-based Square attack alone (no gradients), an upper bound: it can fail a model, never pass it"
+    )
+    verdict = graded(robust, threshold)
+    return Verdict(NOT_ESTABLISHED if verdict == PASS else verdict, rule)
+
+
+def insight_verdict(sanity_spearman: float | None, accurate: bool) -> Verdict:
+    """The most faithful map must fail the model-randomisation sanity check's similarity bound
+    (None: the check could not run, e.g. on a black box whose weights cannot be randomised)."""
     if not accurate:
         return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
     rule = "maps of a randomised model must differ: Spearman < 0.5 (Adebayo et al. 2018, sanity checks)"
+    if sanity_spearman is None:
+        return Verdict(NOT_ESTABLISHED, f"{rule}; not run: the model's weights cannot be randomised (black box)")
     return Verdict(PASS if sanity_spearman < 0.5 else WARN, rule)
 
 
