@@ -336,16 +336,16 @@ def test_budget_shares_and_sizes():
 
 
 def test_a_small_budget_shrinks_the_samples_and_says_so(user):
-    """A ResNet-18 under a 20 s budget: the stages attack, explain and test fewer examples than
+    """A ResNet-18 under a 30 s budget: the stages attack, explain and test fewer examples than
     configured, and the report states how many; nothing is silently dropped."""
     import trusttango
 
     root = user["root"]
     source = ModelSource(arch="resnet18", in_channels=1, weights=root / "resnet.safetensors", mean=[MEAN], std=[STD])
-    config = trusttango.AuditConfig(seed=0, budget=20, n_attack=200, n_explain=8, n_membership=1000, members="train")
+    config = trusttango.AuditConfig(seed=0, budget=30, n_attack=200, n_explain=8, n_membership=1000, members="train")
     result = trusttango.audit(source, user["splits"], config)
     sizes = result.record["results"]["robustness"]["n"]
-    assert 10 <= sizes["strong_pgd"] < 200 and sizes["curves"] < 200 and sizes["ara"] < 100, sizes
+    assert 2 <= sizes["strong_pgd"] < 200 and sizes["curves"] < 200 and sizes.get("ara", 0) < 100, sizes
     robustness = next(s for s in result.sections if s.key == "robustness")
     assert f"on {sizes['strong_pgd']} test images" in robustness.text
     privacy = result.record["results"]["privacy"]["n"]

@@ -200,3 +200,18 @@ def test_an_interrupted_audit_leaves_nothing_half_written(audited, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         run_audit(cfg, progress=False)
     assert not (tmp_path / "r").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_robustness_the_budget_cannot_afford_says_what_it_needs(tmp_path, digits, digits_model):
+    """When not even 10 images of PGD-50 x 5 fit in the stage's share (here: none left), no figure
+    is given: the section says what it would need."""
+    from trusttango.report.audit import Context, robustness
+
+    cfg = AuditConfig(data="digits", out=tmp_path / "r", n_attack=60)
+    saved = SavedModel(digits_model, digits_model.config, digits.class_names, {})
+    ctx = Context(cfg, digits, tmp_path / "figures", Budget(0.0), saved=saved)
+    ctx.record["evaluation"] = {"accuracy": 0.95}
+    section = robustness(ctx)
+    assert section.verdict == "not established" and section.headline == "not measured (budget)"
+    assert "not run (budget)" in section.threshold
+    assert "--budget" in section.text and ctx.record["robustness"]["robust_accuracy"] is None

@@ -29,11 +29,14 @@ from trusttango.errors import InputError, require
 from trusttango.models.external import SPEC_FILE, ModelSource, ModelSpec
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
-from trusttango.report.budget import Budget, affordable, chunks
+from trusttango.report.budget import WEIGHTS, Budget, affordable, chunks
 from trusttango.report.html import Figure, Section
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
+    NOT_ESTABLISHED,
     STRONG_PGD,
+    ThreatModel,
+    Verdict,
     accuracy_verdict,
     black_box_robustness_verdict,
     detection_verdict,
@@ -143,7 +146,7 @@ class Context:
         """The first ``n`` test examples the model classifies correctly (attacks and maps);
         the test set is read in chunks only as far as needed."""
         test, found = self.splits.test, []
-        for part in chunks(len(test), 512, deadline=float("inf")):
+        for part in chunks(len(test), 512, deadline=float("inf")):  # no deadline: as far as needed
             keep = batched_forward(self.model, test.x[part]).argmax(1) == test.y[part]
             found.append(keep.nonzero().flatten() + part.start)
             if sum(len(f) for f in found) >= n:
@@ -188,9 +191,9 @@ def evaluation(ctx: Context) -> Section:
 
     test, seconds = ctx.splits.test, ctx.budget.seconds("evaluation")
     start = time.perf_counter()
-    batched_forward(ctx.model, test.x[:256])
-    ctx.forward_s = (time.perf_counter() - start) / min(256, len(test))
-    n = affordable(seconds * 0.8, ctx.forward_s, len(test), minimum=min(len(test), 500))
+    batched_forward(ctx.model, test.x[:32])  # a pilot: seconds per forward pass of one example
+    ctx.forward_s = (time.perf_counter() - start) / min(32, len(test))
+    n = affordable(seconds * 0.8, ctx.forward_s, len(test), minimum=min(len(test), 100))
     if n < len(test):  # a seeded random part of the test set, said so in the report
         test = test.subset(np.sort(np.random.default_rng(ctx.config.seed).permutation(len(test))[:n]))
     result = evaluate(ctx.model, test)
@@ -228,6 +231,37 @@ def _applicable(methods: dict, model: torch.nn.Module, x: torch.Tensor, y: torch
     return runs, left_out
 
 
+def _gallery(ctx: Context, x: torch.Tensor, y: torch.Tensor, methods: dict) -> list[Figure]:
+    """Overlays of every method's map on up to 3 of the images ``x`` (PNG figures)."""
+    from trusttango.explain import to_heatmap
+    from trusttango.explain.figures import save_overlays
+
+    maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
+    figures = []
+    for i in range(min(3, len(x))):
+        name, path = ctx.splits.class_names[int(y[i])], ctx.figures / f"explain_{i}.png"
+        save_overlays(x[i], {k: m[i] for k, m in maps.items()}, path, f"true and explained class: {name}")
+        figures.append(Figure(path, f"Attributions for a test image of class {name}"))
+    return figures
+
+
+def _quality_rows(ctx: Context, x: torch.Tensor, y: torch.Tensor, methods: dict, seconds: float, maps_s: float):
+    """The explanation-quality table on as many of ``x`` as fit in ``seconds`` (one image first,
+    as a pilot timing), and that number; ``(None, 1)`` when even one image's table would not fit,
+    judged from ``maps_s``, the seconds one image's maps took (its table takes about 6 times as long)."""
+    from trusttango.explain import compare_methods
+
+    if 6 * maps_s > seconds:
+        return None, 1
+    start = time.perf_counter()
+    rows = compare_methods(ctx.model, x[:1], y[:1], methods=methods, sanity=not ctx.black_box)
+    per_example = time.perf_counter() - start
+    n = affordable(seconds - per_example, per_example, len(x), minimum=1)
+    if n > 1:
+        rows = compare_methods(ctx.model, x[:n], y[:n], methods=methods, sanity=not ctx.black_box)
+    return rows, n
+
+
 def insight(ctx: Context) -> Section:
     """Attribution gallery and the explanation-quality table."""
     from trusttango.explain import (
@@ -236,10 +270,7 @@ def insight(ctx: Context) -> Section:
         IntegratedGradients,
         Occlusion,
         Saliency,
-        compare_methods,
-        to_heatmap,
     )  # fmt: skip
-    from trusttango.explain.figures import save_overlays
 
     seconds, start = ctx.budget.seconds("insight"), time.perf_counter()
     x, y = ctx.sample(ctx.config.n_explain)
@@ -247,105 +278,149 @@ def insight(ctx: Context) -> Section:
                "guided": GuidedBackprop}  # fmt: skip
     if ctx.black_box:  # occlusion needs outputs only
         methods, left_out = {"occlusion": Occlusion}, {"gradient maps": "a black box gives no gradients"}
-        Occlusion(ctx.model).attribute(x[:1], target=y[:1])  # the pilot timing
     else:
         methods, left_out = _applicable(methods, ctx.model, x[:1], y[:1])
-    per_example = 6 * (time.perf_counter() - start)  # gallery, deletion / insertion games, sanity check
-    n = affordable(seconds - per_example / 6, per_example, len(x), minimum=2)
+    maps_s = time.perf_counter() - start
+    rows, n = _quality_rows(ctx, x, y, methods, seconds - maps_s, maps_s)
     x, y = x[:n], y[:n]
     note = " ".join([f"Maps of {n} correctly classified test images.", *(f"{k} left out: {why}." for k, why in
                                                                           left_out.items())])  # fmt: skip
-    maps = {name: to_heatmap(cls(ctx.model).attribute(x, target=y)) for name, cls in methods.items()}
-    figures = []
-    for i in range(min(3, len(x))):
-        path = ctx.figures / f"explain_{i}.png"
-        title = f"true and explained class: {ctx.splits.class_names[int(y[i])]}"
-        save_overlays(x[i], {name: m[i] for name, m in maps.items()}, path, title)
-        figures.append(Figure(path, f"Attributions for a test image of class {ctx.splits.class_names[int(y[i])]}"))
-    rows = compare_methods(ctx.model, x, y, methods=methods, sanity=not ctx.black_box)
-    header = list(rows[0])
+    section = Section("insight", "Insight", "Why does it decide as it does, and which explanation is faithful?",
+                      text=note, figures=_gallery(ctx, x, y, methods))  # fmt: skip
+    if rows is None:
+        verdict = insight_verdict(None, ctx.accurate, "it did not fit in the budget")
+        section.headline, section.verdict, section.threshold = "maps only", verdict.verdict, verdict.rule
+        section.text += " The quality table and the sanity check did not fit in the budget."
+        return section
     best = min(rows, key=lambda r: r["deletion_game_area"])
     verdict = insight_verdict(best.get("sanity_spearman"), ctx.accurate)
+    section.headline = f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})"
+    section.verdict, section.threshold = verdict.verdict, verdict.rule
+    section.tables.append(("Explanation quality (smaller deletion area is better)", list(rows[0]),
+                           [list(r.values()) for r in rows]))  # fmt: skip
     ctx.record["insight"] = rows
-    return Section(
-        "insight",
-        "Insight",
-        "Why does it decide as it does, and which explanation is faithful?",
-        headline=f"most faithful: {best['method']} (deletion-game area {best['deletion_game_area']:.3f})",
-        verdict=verdict.verdict,
-        threshold=verdict.rule,
-        text=note,
-        figures=figures,
-        tables=[("Explanation quality (smaller deletion area is better)", header, [list(r.values()) for r in rows])],
-    )
+    return section
 
 
 def strong_robust_accuracy(ctx: Context, attack: object, deadline: float) -> tuple[float, int, float]:
     """Robust accuracy on up to ``n_attack`` test examples: correct before and after ``attack``
-    (the verdict's: PGD with :data:`~trusttango.report.verdicts.STRONG_PGD` at the stated budget),
-    attacked in chunks until ``deadline``. Returns it, the examples used and the seconds per
-    attacked example."""
+    (the verdict's: PGD with :data:`~trusttango.report.verdicts.STRONG_PGD` at the stated budget).
+    The correctly classified ones are attacked in chunks until ``deadline``; the figure covers
+    the test examples up to the last one attacked. Returns it, that number of examples and the
+    seconds per attacked example."""
     from trusttango.robust import robust_accuracy
 
     test = ctx.splits.test
     n = min(ctx.config.n_attack, len(test))
-    robust, used, attacked, start = 0, 0, 0, time.perf_counter()
-    for part in chunks(n, 10, deadline):
-        x, y = test.x[part], test.y[part]
-        correct = batched_forward(ctx.model, x).argmax(1) == y
-        if correct.any():
-            robust += robust_accuracy(ctx.model, x[correct], y[correct], attack) * int(correct.sum())
-            attacked += int(correct.sum())
-        used += len(y)
+    index = (batched_forward(ctx.model, test.x[:n]).argmax(1) == test.y[:n]).nonzero().flatten()
+    robust, attacked, start = 0.0, 0, time.perf_counter()
+    for part in chunks(len(index), 50, deadline, first=2):
+        rows = index[part]
+        robust += robust_accuracy(ctx.model, test.x[rows], test.y[rows], attack) * len(rows)
+        attacked = part.stop
+    used = n if attacked == len(index) else int(index[attacked - 1]) + 1
     return round(robust) / used, used, (time.perf_counter() - start) / max(1, attacked)
 
 
 def robustness(ctx: Context) -> Section:
     """Robust accuracy under strong PGD at the data's stated budget (the verdict), accuracy under
     PGD vs epsilon (L-inf and L2) and the ARA score, sized to the stage's share of the budget."""
-    from trusttango.robust import MinNormL2, ara, make_attack, robustness_curve
-    from trusttango.robust.plots import plot_ara, plot_curves
+    from trusttango.robust import make_attack
 
     if ctx.black_box:
         return black_box_robustness(ctx)
-
     seconds, now = ctx.budget.seconds("robustness"), time.perf_counter()
     end, strong_end = now + seconds, now + 0.55 * seconds  # after the verdict's attack: curves and ARA
     threat = threat_model(ctx.config.data, ctx.config.robust_eps)
     attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
+    estimate = _pgd_step_seconds(ctx, threat) * STRONG_PGD["steps"]  # s per image, one run (restarts: more)
+    if 10 * estimate > strong_end - time.perf_counter():  # fewer than 10 images: no figure a reviewer can use
+        return _unaffordable(ctx, threat, estimate, strong_end - now)
     robust, n_strong, per_example = strong_robust_accuracy(ctx, attack, strong_end)
+    per_example = max(per_example, estimate) if n_strong else estimate
     verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
-    # PGD-10 x 4 budgets x 2 norms: 80 / 250 of the strong attack's steps; DDN-100: 100 / 250
-    x, y = ctx.sample(affordable(0.6 * (end - time.perf_counter()), 0.32 * per_example, ctx.config.n_attack, 10))
-    grid = {"linf": [0.0, 0.01, 0.02, 0.05, 0.1], "l2": [0.0, 0.25, 0.5, 1.0, 2.0]}
-    curves = [robustness_curve(ctx.model, x, y, eps, norm=norm, steps=10, restarts=1) for norm, eps in grid.items()]
-    curve_png = plot_curves(curves, ctx.figures / "robustness_curves.png")
-    n_ara = affordable(end - time.perf_counter(), 0.4 * per_example, max(1, ctx.config.n_attack // 2), 5)
-    result = ara(ctx.model, x[:n_ara], y[:n_ara], MinNormL2(ctx.model))
-    ara_png = plot_ara({"model": result}, ctx.figures / "ara.png")
-    sizes = {"strong_pgd": n_strong, "curves": len(x), "ara": min(n_ara, len(x))}
+    section = Section(
+        "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
+        headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g}",
+        verdict=verdict.verdict, threshold=verdict.rule,
+        text=f"The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget, on {n_strong} test "
+        "images.",
+    )  # fmt: skip
     ctx.record["robustness"] = {
         "robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm, "eps_source": threat.source,
-        "attack": {"name": "pgd", **STRONG_PGD}, "curves": [c.to_dict() for c in curves], "ara": result.to_dict(),
-        "n": sizes,
+        "attack": {"name": "pgd", **STRONG_PGD}, "n": {"strong_pgd": n_strong},
     }  # fmt: skip
-    rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
+    _curves_and_ara(ctx, section, end, per_example)
+    return section
+
+
+def _pgd_step_seconds(ctx: Context, threat: ThreatModel) -> float:
+    """Seconds per image of one more PGD step on a batch of up to 50 correct test images (the
+    attack's chunk size): the time of 3 steps minus that of 1, halved, so fixed per-call costs
+    (and warm-up) are not counted."""
+    from trusttango.robust import make_attack
+
+    x, y = ctx.sample(min(50, ctx.config.n_attack))
+    times = {}
+    for steps in (1, 1, 3):
+        attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, steps=steps, restarts=1)
+        start = time.perf_counter()
+        attack(x, y)
+        times[steps] = time.perf_counter() - start
+    return max(times[3] - times[1], 0.0) / 2 / len(x)
+
+
+def _unaffordable(ctx: Context, threat: ThreatModel, estimate: float, seconds: float) -> Section:
+    """The section when not even 10 images of the verdict's attack fit in the budget: no figure,
+    the time it would need, and the budget to ask for."""
+    needed = 10 * estimate / 0.55 * sum(WEIGHTS.values()) / WEIGHTS["robustness"]
+    ctx.record["robustness"] = {"robust_accuracy": None, "eps": threat.eps, "norm": threat.norm,
+                                "eps_source": threat.source, "n": {"strong_pgd": 0}}  # fmt: skip
+    verdict = robustness_verdict(0.0, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
+    if ctx.accurate:  # no figure, so no grade
+        verdict = Verdict(NOT_ESTABLISHED, f"{verdict.rule}: not run (budget)")
     return Section(
-        "robustness",
-        "Robustness",
-        "Can it be fooled by small, deliberate changes to its input?",
-        headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g}; ARA {result.ara:.4f}",
-        verdict=verdict.verdict,
-        threshold=verdict.rule,
-        text=f"The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget, on {n_strong} test "
-        f"images. The curves: PGD-10 on {len(x)} correctly classified test images; ARA ({sizes['ara']} images) "
-        "integrates the accuracy above chance over the minimum RMS perturbation (Woods et al. 2019).",
-        figures=[
-            Figure(curve_png, "Accuracy vs attack budget (PGD-10, correctly classified images)"),
-            Figure(ara_png, "Accuracy vs minimum RMS perturbation"),
-        ],
-        tables=[("Accuracy under PGD-10", ["norm", "eps", "accuracy"], rows)],
-    )
+        "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
+        headline="not measured (budget)", verdict=verdict.verdict, threshold=verdict.rule,
+        text=f"PGD-50 with 5 restarts takes at least {estimate:.2g} s per image on this model and machine (one run; "
+        f"restarts add to it); this stage had {seconds:.0f} s, less than 10 images need. Audit with --budget "
+        f"{needed:.0f} or more for a figure.",
+    )  # fmt: skip
+
+
+def _curves_and_ara(ctx: Context, section: Section, end: float, per_example: float) -> None:
+    """PGD-10 accuracy-vs-eps curves and ARA (DDN) on as many correct test images as fit before
+    ``end`` (costs from the strong attack's ``per_example`` seconds); a part for which not even
+    5 images fit is not run, and the section says so."""
+    from trusttango.robust import MinNormL2, ara, robustness_curve
+    from trusttango.robust.plots import plot_ara, plot_curves
+
+    record, sizes = ctx.record["robustness"], ctx.record["robustness"]["n"]
+    # PGD-10 x 4 budgets x 2 norms: 80 / 250 of the strong attack's steps; DDN-100: 100 / 250
+    sizes["curves"] = affordable(0.6 * (end - time.perf_counter()), 0.32 * per_example, ctx.config.n_attack, 0)
+    if sizes["curves"] < 5:
+        section.text += " The accuracy-vs-eps curves and ARA were not run: the budget left no time for 5 images."
+        return
+    x, y = ctx.sample(sizes["curves"])
+    grid = {"linf": [0.0, 0.01, 0.02, 0.05, 0.1], "l2": [0.0, 0.25, 0.5, 1.0, 2.0]}
+    curves = [robustness_curve(ctx.model, x, y, eps, norm=norm, steps=10, restarts=1) for norm, eps in grid.items()]
+    record["curves"], sizes["curves"] = [c.to_dict() for c in curves], len(x)
+    section.figures.append(Figure(plot_curves(curves, ctx.figures / "robustness_curves.png"),
+                                  "Accuracy vs attack budget (PGD-10, correctly classified images)"))  # fmt: skip
+    rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
+    section.tables.append(("Accuracy under PGD-10", ["norm", "eps", "accuracy"], rows))
+    section.text += f" The curves: PGD-10 on {len(x)} correctly classified test images."
+    sizes["ara"] = min(len(x), affordable(end - time.perf_counter(), 0.4 * per_example, ctx.config.n_attack // 2, 0))
+    if sizes["ara"] < 5:
+        section.text += " ARA was not run: the budget left no time for 5 images."
+        return
+    result = ara(ctx.model, x[: sizes["ara"]], y[: sizes["ara"]], MinNormL2(ctx.model))
+    record["ara"] = result.to_dict()
+    section.figures.append(Figure(plot_ara({"model": result}, ctx.figures / "ara.png"),
+                                  "Accuracy vs minimum RMS perturbation"))  # fmt: skip
+    section.headline += f"; ARA {result.ara:.4f}"
+    section.text += (f" ARA ({sizes['ara']} images) integrates the accuracy above chance over the minimum RMS "
+                     "perturbation (Woods et al. 2019).")  # fmt: skip
 
 
 def black_box_robustness(ctx: Context) -> Section:
@@ -386,7 +461,11 @@ def detection(ctx: Context) -> Section:
     except InputError as err:
         return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=str(err))
     per_example = 3 * (time.perf_counter() - start) / len(x) + 40 * ctx.forward_s  # statistics x 3, FGSM, PGD-10
-    x, y = ctx.sample(affordable(seconds, per_example, ctx.config.n_attack, minimum=20))
+    n = affordable(seconds - (time.perf_counter() - start), per_example, ctx.config.n_attack, minimum=0)
+    if n < 10:  # 5 to fit the detector on, 5 to score it on: below that no figure means anything
+        why = f"the budget left time for {n} images, fewer than the 10 the detector needs to be fitted and scored"
+        return Section("detection", "Attack detection", "Would we notice an adversarial input?", skipped=why)
+    x, y = ctx.sample(n)
     half = len(x) // 2
     fit_clean, fit_adv = adversarial_pairs(ctx.model, x[:half], y[:half], FGSM(ctx.model, eps=0.1))
     detector = EntropyDetector(ctx.model).fit(fit_clean, fit_adv)

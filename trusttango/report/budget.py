@@ -9,6 +9,7 @@ examples it has. Every stage records the sample sizes it used; the report states
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,16 +38,23 @@ class Budget:
 
 def affordable(seconds: float, per_item: float, wanted: int, minimum: int = 1) -> int:
     """How many of ``wanted`` items fit in ``seconds`` at ``per_item`` seconds each, at least
-    ``minimum`` (or ``wanted``, if fewer): a stage always gives a result, on fewer examples."""
+    ``minimum`` (or ``wanted``, if fewer); ``minimum=0`` lets a caller skip a part that does not fit."""
     if per_item <= 0 or seconds >= per_item * wanted:
         return wanted
-    return max(min(minimum, wanted), int(seconds / per_item))
+    return max(min(minimum, wanted), int(max(0.0, seconds) / per_item))
 
 
-def chunks(n: int, size: int, deadline: float) -> Iterator[slice]:
-    """Slices of ``range(n)`` of ``size``, until ``n`` or ``deadline`` (``time.perf_counter``) is
-    reached; the first is always given."""
-    for start in range(0, n, size):
-        if start > 0 and time.perf_counter() >= deadline:
+def chunks(n: int, size: int, deadline: float, first: int | None = None) -> Iterator[slice]:
+    """Slices of ``range(n)`` until ``n`` or ``deadline`` (``time.perf_counter``): the first of
+    ``first`` items (default ``size``), each later one as many, up to ``size``, as the time per
+    item so far says fit before ``deadline``; none once not one more item fits. The first
+    slice is always given, so a caller always has a result (on fewer items)."""
+    start, begun, step = 0, time.perf_counter(), min(size, first or size)
+    while start < n:
+        yield slice(start, min(n, start + step))
+        start += step
+        left, per_item = deadline - time.perf_counter(), (time.perf_counter() - begun) / start
+        if math.isinf(left) or per_item <= 0:
+            step = size
+        elif (step := min(size, int(left / per_item))) < 1:
             return
-        yield slice(start, min(n, start + size))

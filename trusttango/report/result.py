@@ -53,7 +53,7 @@ class AuditResult:
             verdicts={s.key: s.verdict for s in sections}, skipped={s.key: s.skipped for s in sections if s.skipped},
             spec=spec, sections=sections, record=record, workdir=workdir, subtitle=subtitle,
             accuracy=results.get("evaluation", {}).get("accuracy"), robust_accuracy=robust.get("robust_accuracy"),
-            robust_eps=robust.get("eps"), ara=robust.get("ara", {}).get("ara"),
+            robust_eps=robust.get("eps"), ara=(robust.get("ara") or {}).get("ara"),
             detection_auc=min((d["auc"] for d in detection), default=None),
             membership_auc=privacy.get("membership_auc"), dp_epsilon=(privacy.get("dp") or {}).get("epsilon"),
             fairness_gap=results.get("fairness", {}).get("largest_gap", {}).get("difference"),

@@ -97,14 +97,16 @@ def black_box_robustness_verdict(robust: float, threat: ThreatModel, threshold: 
     return Verdict(NOT_ESTABLISHED if verdict == PASS else verdict, rule)
 
 
-def insight_verdict(sanity_spearman: float | None, accurate: bool) -> Verdict:
+def insight_verdict(
+    sanity_spearman: float | None, accurate: bool, why_not_run: str = "the model's weights cannot be randomised"
+) -> Verdict:
     """The most faithful map must fail the model-randomisation sanity check's similarity bound
-    (None: the check could not run, e.g. on a black box whose weights cannot be randomised)."""
+    (None: the check could not run, ``why_not_run``; e.g. a black box's weights cannot be randomised)."""
     if not accurate:
         return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
     rule = "maps of a randomised model must differ: Spearman < 0.5 (Adebayo et al. 2018, sanity checks)"
     if sanity_spearman is None:
-        return Verdict(NOT_ESTABLISHED, f"{rule}; not run: the model's weights cannot be randomised (black box)")
+        return Verdict(NOT_ESTABLISHED, f"{rule}; not run: {why_not_run}")
     return Verdict(PASS if sanity_spearman < 0.5 else WARN, rule)
 
 
