@@ -333,7 +333,7 @@ def robustness(ctx: Context) -> Section:
     end, strong_end = now + seconds, now + 0.55 * seconds  # after the verdict's attack: curves and ARA
     threat = threat_model(ctx.config.data, ctx.config.robust_eps)
     attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
-    estimate = _pgd_step_seconds(ctx, threat) * STRONG_PGD["steps"]  # s per image, one run (restarts: more)
+    estimate = _pgd_step_seconds(ctx, threat, seconds) * STRONG_PGD["steps"]  # s per image, one run (restarts: more)
     if 10 * estimate > strong_end - time.perf_counter():  # fewer than 10 images: no figure a reviewer can use
         return _unaffordable(ctx, threat, estimate, strong_end - now)
     robust, n_strong, per_example = strong_robust_accuracy(ctx, attack, strong_end)
@@ -354,13 +354,14 @@ def robustness(ctx: Context) -> Section:
     return section
 
 
-def _pgd_step_seconds(ctx: Context, threat: ThreatModel) -> float:
-    """Seconds per image of one more PGD step on a batch of up to 50 correct test images (the
-    attack's chunk size): the time of 3 steps minus that of 1, halved, so fixed per-call costs
-    (and warm-up) are not counted."""
+def _pgd_step_seconds(ctx: Context, threat: ThreatModel, seconds: float) -> float:
+    """Seconds per image of one more PGD step on a batch of correct test images (up to 50, the
+    attack's chunk size, as many as keep this pilot within 5 % of ``seconds``): the time of 3
+    steps minus that of 1, halved, so fixed per-call costs (and warm-up) are not counted."""
     from trusttango.robust import make_attack
 
-    x, y = ctx.sample(min(50, ctx.config.n_attack))
+    fit = int(0.05 * seconds / max(15 * ctx.forward_s, 1e-9))  # 5 steps of forward + backward (~3 forwards)
+    x, y = ctx.sample(max(2, min(50, ctx.config.n_attack, fit)))
     times = {}
     for steps in (1, 1, 3):
         attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, steps=steps, restarts=1)
