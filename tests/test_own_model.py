@@ -350,7 +350,12 @@ def test_a_small_budget_shrinks_the_samples_and_says_so(user):
     assert f"on {sizes['strong_pgd']} test images" in robustness.text
     privacy = result.record["results"]["privacy"]["n"]
     assert 100 <= privacy["members"] <= 1000 and f"{privacy['members']} members" in result.sections[5].text
-    assert result.robust_accuracy is not None and result.accuracy == pytest.approx(user["resnet_acc"], abs=1e-6)
+    evaluation = result.record["results"]["evaluation"]
+    assert result.robust_accuracy is not None and 100 <= evaluation["n"] <= evaluation["n_test"]
+    if evaluation["n"] < evaluation["n_test"]:  # a busy machine: a stated, seeded part of the test set
+        assert f"Evaluated on {evaluation['n']} of {evaluation['n_test']}" in result.sections[1].text
+    else:
+        assert result.accuracy == pytest.approx(user["resnet_acc"], abs=1e-6)
 
 
 def test_an_onnx_graph_that_cannot_be_converted_is_audited_as_a_black_box(user, tmp_path):
