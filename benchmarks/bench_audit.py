@@ -111,7 +111,8 @@ def main() -> None:
         rows,
         f"Fashion-MNIST, default AuditConfig (n_attack 200, n_explain 8, n_membership 2000), budget {args.budget:g} s "
         f"(and {args.small_budget:g} s); models trained on {args.train} images (ResNet-18 in plain PyTorch, 1 "
-        "epoch). Sample sizes shrink only where a stage's share of the budget does not fit them.",
+        "epoch). Sample sizes shrink only where a stage's share of the budget does not fit them. No anchor: no "
+        "other tool runs this audit, so there is no side-by-side row; the process ran alone on the machine.",
     )
 
 

@@ -126,6 +126,8 @@ class Context:
     saved: SavedModel | None = None
     record: dict = field(default_factory=dict)
     forward_s: float = 0.0  # seconds per example of a forward pass (the evaluation stage times it)
+    correct_: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # test rows, in order
+    scanned_: int = 0  # test rows read so far by :meth:`sample`
 
     @property
     def model(self) -> torch.nn.Module:
@@ -143,15 +145,16 @@ class Context:
         return self.record.get("evaluation", {}).get("accuracy", 0.0) >= self.config.thresholds.accuracy
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n`` test examples the model classifies correctly (attacks and maps);
-        the test set is read in chunks only as far as needed."""
-        test, found = self.splits.test, []
-        for part in chunks(len(test), 512, deadline=float("inf")):  # no deadline: as far as needed
+        """The first ``n`` test examples the model classifies correctly (attacks and maps); the
+        test set is read in chunks only as far as needed, and what was read is kept for the
+        next call (stages ask for samples several times)."""
+        test = self.splits.test
+        while len(self.correct_) < n and self.scanned_ < len(test):
+            part = slice(self.scanned_, min(len(test), self.scanned_ + 512))
             keep = batched_forward(self.model, test.x[part]).argmax(1) == test.y[part]
-            found.append(keep.nonzero().flatten() + part.start)
-            if sum(len(f) for f in found) >= n:
-                break
-        index = torch.cat(found)[:n]
+            self.correct_ = torch.cat([self.correct_, keep.nonzero().flatten() + part.start])
+            self.scanned_ = part.stop
+        index = self.correct_[:n]
         require(len(index) > 0, f"the model classifies no {test.name} test example correctly; nothing to audit")
         return test.x[index], test.y[index]
 
