@@ -318,6 +318,62 @@ def test_square_schedule_follows_the_paper():
     assert square_fraction(0.8, 50, 1000) == 0.8 / 2**3  # 50 of 1,000 is 500 of 10,000
 
 
+def test_apgd_matches_torchattacks_and_is_stronger_than_pgd(fmnist_small, fmnist_model):
+    """APGD-CE (100 steps) and APGD-T (9 targets, 25 steps) at L-inf 0.05 on the same 200 images
+    leave the robust accuracy torchattacks' APGD and APGDT leave (within 2 points: different
+    random draws), lower than PGD-10's; every point stays in the ball and in [0, 1], and the
+    flips are real. Examples the model already gets wrong are returned as they are."""
+    import torchattacks
+
+    from trusttango.robust import APGD, APGDT
+
+    x, y = fmnist_small.test.x[:200], fmnist_small.test.y[:200]
+
+    def robust(x_adv):
+        assert float((x_adv - x).abs().max()) <= 0.05 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+        with torch.no_grad():
+            return float((fmnist_model(x_adv).argmax(1) == y).float().mean())
+
+    torch.manual_seed(0)
+    ce, targeted = APGD(fmnist_model, eps=0.05).run(x, y), APGDT(fmnist_model, eps=0.05, steps=25).run(x, y)
+    pgd = robust(PGD(fmnist_model, eps=0.05, steps=10, restarts=1)(x, y))
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        theirs_ce = robust(torchattacks.APGD(fmnist_model, eps=0.05, steps=100, loss="ce", seed=0)(x, y))
+        theirs_t = robust(torchattacks.APGDT(fmnist_model, eps=0.05, steps=25, n_classes=10, seed=0)(x, y))
+    assert abs(robust(ce.x_adv) - theirs_ce) <= 0.02 and abs(robust(targeted.x_adv) - theirs_t) <= 0.02
+    assert robust(ce.x_adv) < pgd and robust(targeted.x_adv) < pgd, (robust(ce.x_adv), robust(targeted.x_adv), pgd)
+    with torch.no_grad():
+        assert torch.equal(fmnist_model(ce.x_adv).argmax(1) != y, ce.success)
+        wrong = fmnist_model(x).argmax(1) != y
+    assert wrong.any() and torch.equal(ce.x_adv[wrong], x[wrong])
+
+
+def test_apgd_l2_and_its_schedule():
+    """APGD in L2 stays in the ball and breaks an (untrained, linear) model; the step size may
+    halve at 22, 41, 57, 70, 80, 87, 93 and 99 of 100 steps (Croce & Hein 2020, sec. 3.2); the
+    DLR loss is invariant to shifting and scaling the logits."""
+    from trusttango.robust import APGD
+    from trusttango.robust.apgd import checkpoints, dlr_loss
+
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    x = torch.rand(32, 1, 8, 8)
+    y = model(x).argmax(1).detach()
+    result = APGD(model, eps=1.0, norm="l2", steps=20).run(x, y)
+    assert float(result.l2.max()) <= 1.0 + 1e-5 and result.success_rate > 0.5
+    z, t = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    other = (t + 1) % 10
+    logits = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+    assert float(dlr_loss(logits, torch.tensor([0]))) == pytest.approx(-(3 - 1) / (3 - 0))  # eq. 6 by hand
+    assert float(dlr_loss(logits, torch.tensor([0]), torch.tensor([2]))) == pytest.approx(-(3 - 0) / (3 + 0.5))  # eq. 7
+    assert torch.allclose(dlr_loss(3 * z + 2, t), dlr_loss(z, t), atol=1e-5)
+    assert torch.allclose(dlr_loss(3 * z + 2, t, other), dlr_loss(z, t, other), atol=1e-5)
+    with pytest.raises(InputError, match="at least 4 classes"):
+        dlr_loss(z[:, :3], t % 3, other % 3)
+
+
 def _train(digits, hooks, activation="relu"):
     model = build_model(config_for(digits.train.input_shape, 10, depth=2, activation=activation), seed=0)
     fit(model, digits.train, digits.val, TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False), hooks=hooks)
@@ -376,7 +432,7 @@ def test_attack_registry_and_make_attack(digits_model, batch):
     from trusttango.cli._common import ATTACK_HELP
     from trusttango.robust import ATTACKS, attack_report, make_attack
 
-    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "minnorm", "square"}
+    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "minnorm", "square", "apgd-ce", "apgd-t"}
     assert ATTACK_HELP.split(" | ") == list(ATTACKS)  # the CLI's help names every registered attack
     for name, cls in ATTACKS.items():
         attack = make_attack(name, digits_model, eps=0.1, norm="linf", steps=3)

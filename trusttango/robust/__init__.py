@@ -2,6 +2,7 @@
 curves and ARA, defences as training hooks, and adversarial explanations (Woods et al. 2019).
 Detection of adversarial inputs is :mod:`trusttango.detect`."""
 
+from trusttango.robust.apgd import APGD, APGDT
 from trusttango.robust.attacks import (
     ATTACKS,
     BIM,
@@ -30,6 +31,8 @@ from trusttango.robust.plots import plot_ara, plot_curves, plot_examples, plot_g
 from trusttango.robust.square import Square
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "ATTACKS",
     "BIM",
     "FGSM",

@@ -15,7 +15,8 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 (Carlini & Wagner 2017, eq. 7 in tanh space with binary search on c), DeepFool
 (Moosavi-Dezfooli et al. 2016, alg. 2) and DDN (Rony et al. 2019, alg. 1) as the
 minimum-norm L2 attack used for ARA; Square (Andriushchenko et al. 2020, :mod:`~trusttango.robust.square`)
-as the score-based attack. The interface itself is :mod:`~trusttango.robust.base`.
+as the score-based attack; APGD-CE and APGD-T (Croce & Hein 2020, :mod:`~trusttango.robust.apgd`).
+The interface itself is :mod:`~trusttango.robust.base`.
 
 :data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
 it takes. The base class takes only the model and holds the success rule; each attack's
@@ -32,13 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.robust.base import Attack, batch_view, check_logits, flat_norm
+from trusttango.robust.apgd import APGD, APGDT
+from trusttango.robust.base import Attack, BallAttack, batch_view, check_logits, default_eps, flat_norm
 from trusttango.robust.square import Square
 
-NORMS = ("linf", "l2")
 
-
-class _GradientAttack(Attack):
+class _GradientAttack(BallAttack):
     """Iterated (normalised) gradient steps projected onto the ``eps`` ball of ``norm``: FGSM,
     BIM, PGD, MI-FGSM. ``alpha`` (the step) defaults to ``2.5 eps / steps`` (Madry et al. 2018)."""
 
@@ -58,21 +58,11 @@ class _GradientAttack(Attack):
     ) -> None:
         super().__init__(model)
         self._threat(targeted, bounds)
-        require(norm in NORMS, f"norm: expected one of {NORMS}, got {norm!r}")
-        require(math.isfinite(eps) and eps >= 0, f"eps: expected a finite value >= 0, got {eps}")
+        self._ball(eps, norm)
         require(int(steps) >= 1, f"steps: expected >= 1, got {steps}")
         require(alpha is None or alpha > 0, f"alpha: expected > 0, got {alpha}")
-        self.eps, self.norm, self.steps = float(eps), norm, int(steps)
+        self.steps = int(steps)
         self.alpha = float(alpha) if alpha is not None else 2.5 * float(eps) / int(steps)
-
-    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """The base checks and ``eps`` against the input range (the logits: on the first step)."""
-        super()._check(x, y, labels)
-        lo, hi = self.bounds
-        limit = (hi - lo) * (1.0 if self.norm == "linf" else math.sqrt(x[0].numel()))
-        require(
-            self.eps <= limit, f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})"
-        )
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each restart re-attacks only the examples no earlier run broke."""
@@ -96,19 +86,6 @@ class _GradientAttack(Attack):
                 grad = g
             x_adv = self._project(x, x_adv + self.alpha * self._direction(grad))
         return x_adv
-
-    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
-        if self.norm == "linf":
-            return grad.sign()
-        return grad / batch_view(flat_norm(grad, 2).clamp_min(1e-12), grad)
-
-    def _project(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-        delta = x_adv - x
-        if self.norm == "linf":
-            delta = delta.clamp(-self.eps, self.eps)
-        else:
-            delta = delta * batch_view((self.eps / flat_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0), delta)
-        return self._clip(x + delta).detach()
 
     def _random_start(self, x: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
@@ -163,8 +140,7 @@ class PGD(_GradientAttack):
         targeted: bool = False,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        if eps is None:
-            eps = (8 / 255 if norm == "linf" else 0.5) * (float(bounds[1]) - float(bounds[0]))
+        eps = default_eps(norm, bounds) if eps is None else eps
         super().__init__(model, eps=eps, norm=norm, steps=steps, alpha=alpha, targeted=targeted, bounds=bounds)
         require(int(restarts) >= 1, f"restarts: expected >= 1, got {restarts}")
         self.restarts = int(restarts)
@@ -396,6 +372,8 @@ ATTACKS: dict[str, type[Attack]] = {
     "deepfool": DeepFool,
     "minnorm": MinNormL2,
     "square": Square,
+    "apgd-ce": APGD,
+    "apgd-t": APGDT,
 }
 
 

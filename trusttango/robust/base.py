@@ -18,6 +18,8 @@ from trusttango.models.folding import FoldedBatchNorm
 from trusttango.modes import eval_mode
 from trusttango.torchutil import model_device
 
+NORMS = ("linf", "l2")
+
 
 @dataclass
 class AttackResult:
@@ -156,3 +158,44 @@ class Attack:
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+def default_eps(norm: str, bounds: tuple[float, float]) -> float:
+    """8/255 of the input range for L-inf and 0.5 of it for L2: RobustBench's budgets on [0, 1]
+    images (Croce et al. 2021), scaled to ``bounds``."""
+    return (8 / 255 if norm == "linf" else 0.5) * (float(bounds[1]) - float(bounds[0]))
+
+
+class BallAttack(Attack):
+    """Attacks bounded by the ``eps`` ball of ``norm`` (``"linf"`` or ``"l2"``): the settings'
+    checks, ``eps`` against the input range, and the projection onto ball and bounds."""
+
+    def _ball(self, eps: float, norm: str) -> None:
+        require(norm in NORMS, f"norm: expected one of {NORMS}, got {norm!r}")
+        require(math.isfinite(eps) and eps >= 0, f"eps: expected a finite value >= 0, got {eps}")
+        self.eps, self.norm = float(eps), norm
+
+    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """The base checks and ``eps`` against the input range (the logits: on the first forward pass)."""
+        super()._check(x, y, labels)
+        lo, hi = self.bounds
+        limit = (hi - lo) * (1.0 if self.norm == "linf" else math.sqrt(x[0].numel()))
+        require(
+            self.eps <= limit, f"eps: {self.eps} is absurd for {self.norm} on inputs in [{lo}, {hi}] (max {limit:.4g})"
+        )
+
+    def _direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """The steepest-ascent unit step of the norm: ``sign`` for L-inf, ``grad / ||grad||_2`` for L2."""
+        if self.norm == "linf":
+            return grad.sign()
+        return grad / batch_view(flat_norm(grad, 2).clamp_min(1e-12), grad)
+
+    def _project(self, x: torch.Tensor, x_adv: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        """``x_adv`` projected onto the ``eps`` ball around ``x`` (default ``self.eps``), then into ``bounds``."""
+        eps = self.eps if eps is None else eps
+        delta = x_adv - x
+        if self.norm == "linf":
+            delta = delta.clamp(-eps, eps)
+        else:
+            delta = delta * batch_view((eps / flat_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0), delta)
+        return self._clip(x + delta).detach()
