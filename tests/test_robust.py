@@ -308,6 +308,33 @@ def test_square_needs_no_gradients_and_matches_torchattacks(fmnist_small, fmnist
     assert ours <= theirs + 0.03, (ours, theirs)  # never weaker than the reference beyond sampling noise
 
 
+def test_square_l2_matches_torchattacks(fmnist_small, fmnist_model):
+    """L2 Square (the paper's alg. 3) at eps 1.5, 500 queries, on the same 200 images: every
+    point on or inside the L2 ball and in [0, 1], and the robust accuracy torchattacks' L2
+    Square leaves, within 3 points (different random draws). Its update pattern is the paper's:
+    two halves of opposite sign, each nested rings weighted 1 / (r + 1)^2 (worked here by hand)."""
+    import torchattacks
+
+    from trusttango.robust import Square
+    from trusttango.robust.square import meta_square
+
+    upper, lower = torch.tensor([[0.25, 1.25, 0.25]]), -torch.tensor([[0.25, 0.25, 0.25], [0.25, 1.25, 0.25]])
+    by_hand = torch.cat([upper / upper.norm(), lower / lower.norm()])  # each half of unit norm
+    assert torch.allclose(meta_square(3), by_hand / by_hand.norm())
+    x, y = fmnist_small.test.x[:200], fmnist_small.test.y[:200]
+    torch.manual_seed(0)
+    result = Square(fmnist_model, eps=1.5, norm="l2", queries=500).run(x, y)
+    assert float(result.l2.max()) <= 1.5 + 1e-5 and result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        x_ref = torchattacks.Square(fmnist_model, norm="L2", eps=1.5, n_queries=500, p_init=0.8, seed=0)(x, y)
+    with torch.no_grad():
+        ours = float((fmnist_model(result.x_adv).argmax(1) == y).float().mean())
+        theirs = float((fmnist_model(x_ref).argmax(1) == y).float().mean())
+        clean = float((fmnist_model(x).argmax(1) == y).float().mean())
+    assert ours < clean - 0.3 and abs(ours - theirs) <= 0.03, (clean, ours, theirs)
+
+
 def test_square_schedule_follows_the_paper():
     """p halves at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10,000 queries (stretched)."""
     from trusttango.robust.square import square_fraction

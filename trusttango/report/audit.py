@@ -430,12 +430,12 @@ def _curves_and_ara(ctx: Context, section: Section, end: float, per_example: flo
 
 def black_box_robustness(ctx: Context) -> Section:
     """A model without gradients: robust accuracy under the score-based Square attack (5,000
-    queries) at the stated L-inf budget, in chunks until the stage's share of the budget ends."""
+    queries) at the stated budget, in chunks until the stage's share of the budget ends."""
     from trusttango.robust import Square
 
     threat = threat_model(ctx.config.data, ctx.config.robust_eps)
     deadline = time.perf_counter() + ctx.budget.seconds("robustness")
-    robust, n, _ = strong_robust_accuracy(ctx, Square(ctx.model, eps=threat.eps), deadline)
+    robust, n, _ = strong_robust_accuracy(ctx, Square(ctx.model, eps=threat.eps, norm=threat.norm), deadline)
     verdict = black_box_robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     ctx.record["robustness"] = {"robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm,
                                 "eps_source": threat.source, "attack": {"name": "square", "queries": 5000},
