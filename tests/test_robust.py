@@ -335,6 +335,61 @@ def test_square_l2_matches_torchattacks(fmnist_small, fmnist_model):
     assert ours < clean - 0.3 and abs(ours - theirs) <= 0.03, (clean, ours, theirs)
 
 
+def test_fab_projection_is_the_exact_one():
+    """FAB's projection onto a hyperplane within the box [0, 1] is the smallest step in its norm:
+    the same as a linear program (L-inf) and a constrained least-squares solver (L2) find, on
+    random points, hyperplanes and offsets, with and without the box binding."""
+    from scipy.optimize import linprog, minimize
+
+    from trusttango.robust.fab import project_onto_boundary
+
+    gen = torch.Generator().manual_seed(0)
+    t, w = torch.rand(8, 12, generator=gen, dtype=torch.float64), torch.randn(8, 12, generator=gen, dtype=torch.float64)
+    c = torch.randn(8, generator=gen, dtype=torch.float64) * torch.tensor([0.3, 2.0]).repeat(4).double()
+    box = [[(-float(a), 1 - float(a)) for a in row] for row in t]
+    for i in range(8):
+        d = project_onto_boundary(t[i : i + 1], w[i : i + 1], c[i : i + 1], "linf", (0.0, 1.0))[0]
+        assert (
+            float(w[i] @ d) == pytest.approx(float(c[i]), abs=1e-9) and (t[i] + d).min() >= 0 and (t[i] + d).max() <= 1
+        )
+        within = np.block([[np.eye(12), -np.ones((12, 1))], [-np.eye(12), -np.ones((12, 1))]])  # |d_j| <= r
+        lp = linprog(np.r_[np.zeros(12), 1.0], A_ub=within, b_ub=np.zeros(24), A_eq=np.r_[w[i].numpy(), 0][None],
+                     b_eq=[float(c[i])], bounds=box[i] + [(0, None)])  # fmt: skip
+        assert lp.success and float(d.abs().max()) == pytest.approx(lp.fun, rel=1e-6, abs=1e-9)
+        d = project_onto_boundary(t[i : i + 1], w[i : i + 1], c[i : i + 1], "l2", (0.0, 1.0))[0]
+        qp = minimize(lambda v: v @ v, np.zeros(12), jac=lambda v: 2 * v, method="SLSQP", bounds=box[i],
+                      constraints=[{"type": "eq", "fun": lambda v, i=i: w[i].numpy() @ v - float(c[i])}],
+                      options={"ftol": 1e-14, "maxiter": 1000})  # fmt: skip
+        if qp.success:  # SLSQP may give up where the box binds hard; the L-inf check above covers those rows
+            assert float(d.norm()) <= np.sqrt(qp.fun) + 1e-6 and float(w[i] @ d) == pytest.approx(float(c[i]), abs=1e-9)
+
+
+def test_fab_matches_torchattacks(fmnist_small, fmnist_model):
+    """FAB and FAB-T at L-inf 0.05 and L2 1.0, 30 steps, on the same 100 images: the robust
+    accuracy torchattacks' FAB leaves (multi-targeted for FAB-T), within 2 points (measured: equal);
+    a point counts only inside the ball, and an example not broken there is returned unchanged."""
+    import torchattacks
+
+    from trusttango.robust import FAB, FABT
+
+    x, y = fmnist_small.test.x[:100], fmnist_small.test.y[:100]
+    for norm, eps in (("linf", 0.05), ("l2", 1.0)):
+        for cls, multi in ((FABT, True), (FAB, False)):
+            ours = cls(fmnist_model, eps=eps, norm=norm, steps=30)
+            torch.manual_seed(0)
+            result = ours.run(x, y)
+            size = result.linf if norm == "linf" else result.l2
+            assert float(size.max()) <= eps + 1e-5 and torch.equal(result.x_adv[~result.success], x[~result.success])
+            with torch.random.fork_rng():
+                name = {"linf": "Linf", "l2": "L2"}[norm]
+                reference = torchattacks.FAB(fmnist_model, norm=name, eps=eps, steps=30, multi_targeted=multi, seed=0)
+                x_ref = reference(x, y)
+            with torch.no_grad():
+                mine = float((fmnist_model(result.x_adv).argmax(1) == y).float().mean())
+                theirs = float((fmnist_model(x_ref).argmax(1) == y).float().mean())
+            assert abs(mine - theirs) <= 0.02, (norm, cls.__name__, mine, theirs)
+
+
 def test_square_schedule_follows_the_paper():
     """p halves at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10,000 queries (stretched)."""
     from trusttango.robust.square import square_fraction
@@ -459,7 +514,20 @@ def test_attack_registry_and_make_attack(digits_model, batch):
     from trusttango.cli._common import ATTACK_HELP
     from trusttango.robust import ATTACKS, attack_report, make_attack
 
-    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "mifgsm", "cw", "deepfool", "minnorm", "square", "apgd-ce", "apgd-t"}
+    assert set(ATTACKS) == {
+        "fgsm",
+        "bim",
+        "pgd",
+        "mifgsm",
+        "cw",
+        "deepfool",
+        "minnorm",
+        "square",
+        "apgd-ce",
+        "apgd-t",
+        "fab",
+        "fab-t",
+    }
     assert ATTACK_HELP.split(" | ") == list(ATTACKS)  # the CLI's help names every registered attack
     for name, cls in ATTACKS.items():
         attack = make_attack(name, digits_model, eps=0.1, norm="linf", steps=3)

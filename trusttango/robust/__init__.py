@@ -27,6 +27,7 @@ from trusttango.robust.evaluation import (
     robustness_curve,
 )
 from trusttango.robust.explanations import edge_alignment, explain_classes
+from trusttango.robust.fab import FAB, FABT
 from trusttango.robust.plots import plot_ara, plot_curves, plot_examples, plot_gallery
 from trusttango.robust.square import Square
 
@@ -35,6 +36,8 @@ __all__ = [
     "APGDT",
     "ATTACKS",
     "BIM",
+    "FAB",
+    "FABT",
     "FGSM",
     "MIFGSM",
     "PGD",

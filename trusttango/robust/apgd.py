@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.robust.base import BallAttack, batch_view, check_logits, default_eps, flat_norm
+from trusttango.robust.base import RestartingAttack, at_least_one, batch_view, ranked_classes
 
 LOSSES = ("ce", "dlr")
 
@@ -71,7 +71,7 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({p for p in points if 0 < p < steps})
 
 
-class APGD(BallAttack):
+class APGD(RestartingAttack):
     """Auto-PGD, untargeted success (the prediction leaves the label), ascending ``loss``
     (``"ce"``, the AutoAttack ensemble's APGD-CE, or ``"dlr"``).
 
@@ -98,37 +98,14 @@ class APGD(BallAttack):
         targeted: bool = False,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        super().__init__(model)
-        self._threat(targeted, bounds)
-        self._ball(default_eps(norm, bounds) if eps is None else eps, norm)
-        require(int(steps) >= 1 and int(restarts) >= 1, f"steps, restarts: expected >= 1, got {steps}, {restarts}")
+        super().__init__(model, eps, norm, restarts, targeted, bounds)
+        self.steps = at_least_one(steps, "steps")
         require(loss in LOSSES, f"loss: expected one of {LOSSES}, got {loss!r}")
         require(0 < rho < 1, f"rho: expected in (0, 1), got {rho}")
         require(
             not (targeted and loss == "dlr"), "loss: a targeted APGD ascends 'ce'; APGDT is the targeted DLR attack"
         )
-        self.steps, self.restarts, self.loss, self.rho = int(steps), int(restarts), loss, float(rho)
-
-    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Examples the model already gets wrong are left as they are (as in AutoAttack); the
-        others are attacked by one run series per target, each restart on those still unbroken."""
-        with torch.no_grad():
-            logits = self._net(x)
-        check_logits(logits, len(x), y)
-        best, broken = x.clone(), self.succeeded(logits.argmax(1), y)
-        for target in self._targets(logits):
-            for _ in range(self.restarts):
-                todo = (~broken).nonzero().flatten()
-                if len(todo) == 0:
-                    return best
-                points, hit = self._run(x[todo], y[todo], None if target is None else target[todo])
-                best[todo] = points
-                broken[todo[hit]] = True
-        return best
-
-    def _targets(self, logits: torch.Tensor) -> list[torch.Tensor | None]:
-        """The classes to aim at, one run series each: none for the untargeted losses."""
-        return [None]
+        self.loss, self.rho = loss, float(rho)
 
     def _evaluate(
         self, x_adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
@@ -140,17 +117,13 @@ class APGD(BallAttack):
         (grad,) = torch.autograd.grad(loss.sum(), x_adv)
         return loss.detach(), grad, logits.detach().argmax(1)
 
-    def _start(self, x: torch.Tensor) -> torch.Tensor:
-        """A random point on the ``eps`` sphere of the norm, inside ``bounds``."""
-        noise = torch.empty_like(x).uniform_(-1, 1) if self.norm == "linf" else torch.randn_like(x)
-        scale = flat_norm(noise, float("inf") if self.norm == "linf" else 2).clamp_min(1e-12)
-        return self._clip(x + self.eps * noise / batch_view(scale, x))
-
-    def _run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, restart: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One run: per example, an adversarial point if one was found (else the highest-loss
         point), and whether it was found."""
         out, hit = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        x_adv = self._start(x)
+        x_adv = self._sphere_point(x, self.eps)  # a random start on the eps sphere
         loss, grad, pred = self._evaluate(x_adv, y, target)
         zeros = torch.zeros(len(x), device=x.device)
         s = _State(
@@ -210,6 +183,4 @@ class APGDT(APGD):
         self.targets = int(targets)
 
     def _targets(self, logits: torch.Tensor) -> list[torch.Tensor | None]:
-        """The classes ranked 2nd, 3rd, ... by the clean logits."""
-        ranked = logits.argsort(dim=1, descending=True)
-        return [ranked[:, k] for k in range(1, min(self.targets, logits.shape[1] - 1) + 1)]
+        return ranked_classes(logits, self.targets)

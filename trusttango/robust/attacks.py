@@ -15,7 +15,8 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 (Carlini & Wagner 2017, eq. 7 in tanh space with binary search on c), DeepFool
 (Moosavi-Dezfooli et al. 2016, alg. 2) and DDN (Rony et al. 2019, alg. 1) as the
 minimum-norm L2 attack used for ARA; Square (Andriushchenko et al. 2020, :mod:`~trusttango.robust.square`)
-as the score-based attack; APGD-CE and APGD-T (Croce & Hein 2020, :mod:`~trusttango.robust.apgd`).
+as the score-based attack; APGD-CE and APGD-T (Croce & Hein 2020, :mod:`~trusttango.robust.apgd`), FAB
+and FAB-T (Croce & Hein 2020, :mod:`~trusttango.robust.fab`).
 The interface itself is :mod:`~trusttango.robust.base`.
 
 :data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
@@ -34,7 +35,16 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.robust.apgd import APGD, APGDT
-from trusttango.robust.base import Attack, BallAttack, batch_view, check_logits, default_eps, flat_norm
+from trusttango.robust.base import (
+    Attack,
+    BallAttack,
+    batch_view,
+    check_logits,
+    default_eps,
+    flat_norm,
+    margin_gradients,
+)
+from trusttango.robust.fab import FAB, FABT
 from trusttango.robust.square import Square
 
 
@@ -297,7 +307,7 @@ class DeepFool(_MinimumNormAttack):
             hit[active[fooled]] = True
             if step == self.steps or bool(fooled.all()):
                 break
-            w, f = self._margins(x_in, logits, cands[active], source[active])
+            w, f = margin_gradients(x_in, logits, cands[active], source[active])
             w, f, active = w[~fooled], f[~fooled], active[~fooled]
             w_norm = w.flatten(2).norm(dim=2).clamp_min(1e-8)
             ratio = f.abs() / w_norm
@@ -306,16 +316,6 @@ class DeepFool(_MinimumNormAttack):
             r_total[active] += batch_view((ratio[rows, j] + 1e-4) / w_norm[rows, j], w[:, 0]) * w[rows, j]
             x_adv[active] = self._clip(x[active] + (1 + self.overshoot) * r_total[active])
         return torch.where(batch_view(hit, x), x_adv, x)
-
-    @staticmethod
-    def _margins(x_in, logits, cands, source) -> tuple[torch.Tensor, torch.Tensor]:
-        """``w`` (n, q, *x): gradients of ``logit_c - logit_source`` for the q candidates c, in one
-        batched backward pass; ``f`` (n, q): the margins themselves."""
-        k = logits.shape[1]
-        select = F.one_hot(cands, k).float() - F.one_hot(source, k).float()[:, None]  # (n, q, K)
-        (w,) = torch.autograd.grad(logits, x_in, select.transpose(0, 1), is_grads_batched=True)
-        f = logits.detach().gather(1, cands) - logits.detach().gather(1, source[:, None])
-        return w.transpose(0, 1), f
 
 
 class MinNormL2(_MinimumNormAttack):
@@ -374,6 +374,8 @@ ATTACKS: dict[str, type[Attack]] = {
     "square": Square,
     "apgd-ce": APGD,
     "apgd-t": APGDT,
+    "fab": FAB,
+    "fab-t": FABT,
 }
 
 

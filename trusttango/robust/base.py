@@ -160,6 +160,12 @@ class Attack:
         raise NotImplementedError
 
 
+def at_least_one(value: int, name: str) -> int:
+    """``value`` as an int, refused (one line naming ``name``) below 1."""
+    require(int(value) >= 1, f"{name}: expected >= 1, got {value}")
+    return int(value)
+
+
 def default_eps(norm: str, bounds: tuple[float, float]) -> float:
     """8/255 of the input range for L-inf and 0.5 of it for L2: RobustBench's budgets on [0, 1]
     images (Croce et al. 2021), scaled to ``bounds``."""
@@ -190,6 +196,16 @@ class BallAttack(Attack):
             return grad.sign()
         return grad / batch_view(flat_norm(grad, 2).clamp_min(1e-12), grad)
 
+    def _size(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per example, the size of ``delta`` in the attack's norm."""
+        return flat_norm(delta, float("inf") if self.norm == "linf" else 2)
+
+    def _sphere_point(self, x: torch.Tensor, radius: float) -> torch.Tensor:
+        """A random point at distance ``radius`` from ``x`` in the attack's norm (uniform noise
+        for L-inf, Gaussian for L2, rescaled), then into ``bounds``."""
+        noise = torch.empty_like(x).uniform_(-1, 1) if self.norm == "linf" else torch.randn_like(x)
+        return self._clip(x + radius * noise / batch_view(self._size(noise).clamp_min(1e-12), x))
+
     def _project(self, x: torch.Tensor, x_adv: torch.Tensor, eps: float | None = None) -> torch.Tensor:
         """``x_adv`` projected onto the ``eps`` ball around ``x`` (default ``self.eps``), then into ``bounds``."""
         eps = self.eps if eps is None else eps
@@ -199,3 +215,71 @@ class BallAttack(Attack):
         else:
             delta = delta * batch_view((eps / flat_norm(delta, 2).clamp_min(1e-12)).clamp(max=1.0), delta)
         return self._clip(x + delta).detach()
+
+
+def margin_gradients(
+    x_in: torch.Tensor, logits: torch.Tensor, classes: torch.Tensor, source: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``q`` candidate ``classes`` (n, q): ``w`` (n, q, *x), the gradients of
+    ``logit_c - logit_source`` w.r.t. ``x_in`` in one batched backward pass, and ``f`` (n, q),
+    the margins themselves (``logits`` must be the graph's output on ``x_in``)."""
+    k = logits.shape[1]
+    select = F.one_hot(classes, k).float() - F.one_hot(source, k).float()[:, None]  # (n, q, K)
+    (w,) = torch.autograd.grad(logits, x_in, select.transpose(0, 1), is_grads_batched=True)
+    f = logits.detach().gather(1, classes) - logits.detach().gather(1, source[:, None])
+    return w.transpose(0, 1), f
+
+
+def ranked_classes(logits: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """The classes the logits rank 2nd, 3rd, ... (up to ``count`` of them): the targets of
+    AutoAttack's targeted attacks (Croce & Hein 2020)."""
+    ranked = logits.argsort(dim=1, descending=True)
+    return [ranked[:, k] for k in range(1, min(count, logits.shape[1] - 1) + 1)]
+
+
+class RestartingAttack(BallAttack):
+    """Ball attacks run as AutoAttack runs them: examples the model already gets wrong are left
+    as they are; the others get one series of runs per target (none for the untargeted ones),
+    ``restarts`` runs each, every run on the examples no earlier run broke. Subclasses implement
+    :meth:`_run`; targeted ones override :meth:`_targets`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        eps: float | None,
+        norm: str,
+        restarts: int,
+        targeted: bool = False,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        """The threat (``eps`` default :func:`default_eps`) and the restarts every subclass takes."""
+        super().__init__(model)
+        self._threat(targeted, bounds)
+        self._ball(default_eps(norm, bounds) if eps is None else eps, norm)
+        self.restarts = at_least_one(restarts, "restarts")
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = self._net(x)
+        check_logits(logits, len(x), y)
+        best, broken = x.clone(), self.succeeded(logits.argmax(1), y)
+        for target in self._targets(logits):
+            for restart in range(self.restarts):
+                todo = (~broken).nonzero().flatten()
+                if len(todo) == 0:
+                    return best
+                aim = None if target is None else target[todo]
+                points, hit = self._run(x[todo], y[todo], aim, restart)
+                best[todo] = points
+                broken[todo[hit]] = True
+        return best
+
+    def _targets(self, logits: torch.Tensor) -> list[torch.Tensor | None]:
+        """The classes to aim at, one series of runs each: ``[None]`` for an untargeted attack."""
+        return [None]
+
+    def _run(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, restart: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One run: per example a point in the ball, and whether it breaks the example."""
+        raise NotImplementedError

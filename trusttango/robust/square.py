@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from trusttango.errors import require
-from trusttango.robust.base import BallAttack, batch_view, check_logits, default_eps, flat_norm
+from trusttango.robust.base import RestartingAttack, at_least_one, batch_view, check_logits, flat_norm
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # p halves after each, on a 10,000-query scale
 
@@ -43,7 +43,7 @@ def meta_square(side: int, device: torch.device | None = None) -> torch.Tensor:
     return pattern / pattern.norm()
 
 
-class Square(BallAttack):
+class Square(RestartingAttack):
     """Square Attack: random search over squares, L-inf or L2.
 
     Each query changes one random square per example (its side from :func:`square_fraction`)
@@ -69,13 +69,10 @@ class Square(BallAttack):
         targeted: bool = False,
         bounds: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        super().__init__(model)
-        self._threat(targeted, bounds)
-        self._ball(default_eps(norm, bounds) if eps is None else eps, norm)
+        super().__init__(model, eps, norm, restarts, targeted, bounds)
         require(self.eps > 0, f"eps: expected > 0, got {eps}")
-        require(int(queries) >= 1 and int(restarts) >= 1, "queries, restarts: expected >= 1")
         require(0 < p_init <= 1, f"p_init: expected in (0, 1], got {p_init}")
-        self.queries, self.p_init, self.restarts = int(queries), float(p_init), int(restarts)
+        self.queries, self.p_init = at_least_one(queries, "queries"), float(p_init)
 
     def _margin(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per example: <= 0 once adversarial (untargeted: ``z_y - max_{j != y} z_j``)."""
@@ -86,18 +83,15 @@ class Square(BallAttack):
         other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
         return other - own if self.targeted else own - other
 
-    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> None:
+        super()._check(x, y, labels)
         require(x.dim() == 4 and min(x.shape[2:]) >= 2, f"x: Square needs images (N, C, H, W), got {tuple(x.shape)}")
-        best = x.clone()
-        margin = torch.full((len(x),), float("inf"), device=x.device)
-        for _ in range(self.restarts):
-            todo = (margin > 0).nonzero().flatten()
-            if len(todo) == 0:
-                break
-            adv, found = self._search(x[todo], y[todo])
-            better = found < margin[todo]
-            best[todo[better]], margin[todo[better]] = adv[better], found[better]
-        return best
+
+    def _run(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, restart: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        best, margin = self._search(x, y)
+        return best, margin <= 0
 
     def _search(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One run of the random search: the best points and their margins."""
