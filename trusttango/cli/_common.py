@@ -21,7 +21,9 @@ console = Console(stderr=True, soft_wrap=True)  # paths stay on one line, whatev
 MODEL_ARG_HELP = "Model directory (a trusttango model, a zoom-in model, or an automl output folder)."
 DATA_HELP = "Built-in name, image folder, .npz or IDX file."
 # trusttango.robust.ATTACKS, written out so that --help needs no torch import (a test checks they agree)
-ATTACK_HELP = "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm | square | apgd-ce | apgd-t | fab | fab-t"
+ATTACK_HELP = (
+    "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm | square | apgd-ce | apgd-t | fab | fab-t | autoattack"
+)
 
 
 def model_argument() -> typer.models.ArgumentInfo:

@@ -14,6 +14,7 @@ from trusttango.robust.attacks import (
     MinNormL2,
     make_attack,
 )
+from trusttango.robust.autoattack import AutoAttack, EnsembleReport
 from trusttango.robust.base import Attack, AttackResult
 from trusttango.robust.defences import AdversarialTraining, LipschitzRegulariser
 from trusttango.robust.evaluation import (
@@ -35,6 +36,8 @@ __all__ = [
     "APGD",
     "APGDT",
     "ATTACKS",
+    "AutoAttack",
+    "EnsembleReport",
     "BIM",
     "FAB",
     "FABT",

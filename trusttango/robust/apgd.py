@@ -45,7 +45,7 @@ class _State:
     x_adv: torch.Tensor
     x_prev: torch.Tensor
     grad: torch.Tensor
-    loss: torch.Tensor
+    loss: torch.Tensor  # at the last step (before the first: 0, as the authors' implementation counts rises)
     x_best: torch.Tensor
     grad_best: torch.Tensor
     loss_best: torch.Tensor
@@ -62,13 +62,17 @@ class _State:
 
 
 def checkpoints(steps: int) -> list[int]:
-    """The iterations where the step size may halve: ``p_0 = 0``, ``p_1 = 0.22`` and
-    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, times ``steps`` (Croce & Hein 2020, sec. 3.2)."""
-    points, previous, current = [], 0.0, 0.22
-    while current < 1:
-        points.append(int(round(current * steps)))
-        previous, current = current, current + max(current - previous - 0.03, 0.06)
-    return sorted({p for p in points if 0 < p < steps})
+    """The iterations where the step size may halve: the first after ``0.22 steps``, each later
+    one 3 % of ``steps`` sooner than the one before, at least ``0.06 steps`` apart (Croce & Hein
+    2020, sec. 3.2: ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``), in whole iterations of
+    at least one, as the authors' implementation rounds them (for 100 steps: 22, 41, 57, ..., 99)."""
+    gap, shrink, least = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points, at = [], gap
+    while at < steps:
+        points.append(at)
+        gap = max(gap - shrink, least)
+        at += gap
+    return points
 
 
 class APGD(RestartingAttack):
@@ -127,7 +131,7 @@ class APGD(RestartingAttack):
         loss, grad, pred = self._evaluate(x_adv, y, target)
         zeros = torch.zeros(len(x), device=x.device)
         s = _State(
-            torch.arange(len(x), device=x.device), x, y, target, x_adv, x_adv, grad, loss, x_adv, grad, loss,
+            torch.arange(len(x), device=x.device), x, y, target, x_adv, x_adv, grad, zeros, x_adv, grad, loss,
             torch.full((len(x),), 2 * self.eps, device=x.device), zeros, loss, torch.ones_like(zeros, dtype=torch.bool),
         )  # fmt: skip
         out, hit = self._record(s, pred, out, hit)

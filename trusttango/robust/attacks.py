@@ -16,7 +16,8 @@ Papers: FGSM (Goodfellow et al. 2015, eq. 3), BIM (Kurakin et al. 2017), PGD (Ma
 (Moosavi-Dezfooli et al. 2016, alg. 2) and DDN (Rony et al. 2019, alg. 1) as the
 minimum-norm L2 attack used for ARA; Square (Andriushchenko et al. 2020, :mod:`~trusttango.robust.square`)
 as the score-based attack; APGD-CE and APGD-T (Croce & Hein 2020, :mod:`~trusttango.robust.apgd`), FAB
-and FAB-T (Croce & Hein 2020, :mod:`~trusttango.robust.fab`).
+and FAB-T (Croce & Hein 2020, :mod:`~trusttango.robust.fab`), and their standard ensemble, AutoAttack
+(:mod:`~trusttango.robust.autoattack`).
 The interface itself is :mod:`~trusttango.robust.base`.
 
 :data:`ATTACKS` names every attack; :func:`make_attack` builds one by name from the settings
@@ -35,6 +36,7 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.robust.apgd import APGD, APGDT
+from trusttango.robust.autoattack import AutoAttack
 from trusttango.robust.base import (
     Attack,
     BallAttack,
@@ -376,6 +378,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "apgd-t": APGDT,
     "fab": FAB,
     "fab-t": FABT,
+    "autoattack": AutoAttack,
 }
 
 
