@@ -101,7 +101,7 @@ def main() -> None:
     rows.append(["total wall (s)", *(round(wall, 1) for wall, _ in runs.values())])
     budgets = [args.budget, args.budget, args.small_budget]
     rows.append(["wall / budget", *(f"{wall / b:.2f}" for (wall, _), b in zip(runs.values(), budgets, strict=True))])
-    for key in ("strong_pgd", "curves", "ara"):
+    for key in ("autoattack", "curves", "ara"):
         rows.append([f"robustness n {key}", *(r.record["results"]["robustness"]["n"][key] for _, r in runs.values())])
     rows.append(["accuracy", *(f"{r.accuracy:.3f}" for _, r in runs.values())])
     rows.append(["robust accuracy", *(f"{r.robust_accuracy:.3f}" for _, r in runs.values())])

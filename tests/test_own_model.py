@@ -364,9 +364,9 @@ def test_a_small_budget_shrinks_the_samples_and_says_so(user):
     config = trusttango.AuditConfig(seed=0, budget=30, n_attack=200, n_explain=8, n_membership=1000, members="train")
     result = trusttango.audit(source, user["splits"], config)
     sizes = result.record["results"]["robustness"]["n"]
-    assert 2 <= sizes["strong_pgd"] < 200 and sizes["curves"] < 200 and sizes.get("ara", 0) < 100, sizes
+    assert 2 <= sizes["autoattack"] < 200 and sizes["curves"] < 200 and sizes.get("ara", 0) < 100, sizes
     robustness = next(s for s in result.sections if s.key == "robustness")
-    assert f"on {sizes['strong_pgd']} test images" in robustness.text
+    assert f"on {sizes['autoattack']} test images" in robustness.text
     privacy = result.record["results"]["privacy"]["n"]
     assert 100 <= privacy["members"] <= 1000 and f"{privacy['members']} members" in result.sections[5].text
     assert result.robust_accuracy is not None

@@ -41,11 +41,14 @@ def test_audit_writes_every_section(audited):
     assert record["results"]["evaluation"]["accuracy"] > 0.9
     assert 0 < record["results"]["robustness"]["ara"]["ara"] < 1
     assert all(s["seconds"] > 0 for s in record["sections"])
-    # an undefended CNN: PGD-50 x 5 at the stated budget breaks it, so robustness does not pass
+    # an undefended CNN: AutoAttack at the stated budget breaks it, so robustness does not pass
     robust = record["results"]["robustness"]
-    assert robust["eps"] == 0.1 and "Wong & Kolter 2018" in robust["eps_source"] and robust["attack"]["restarts"] == 5
+    assert robust["eps"] == 0.1 and "Wong & Kolter 2018" in robust["eps_source"]
+    assert robust["attack"]["name"] == "autoattack" and robust["attack"]["preset"] == "standard"
+    assert [row["attack"] for row in robust["attack"]["rows"]] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert robust["attack"]["rows"][-1]["robust_accuracy"] == pytest.approx(robust["robust_accuracy"])
     assert robust["robust_accuracy"] < 0.45 and by_key["robustness"]["verdict"] == "fail"  # threshold 0.5, warn 0.45
-    assert "PGD (50 steps, 5 restarts" in by_key["robustness"]["threshold"]
+    assert "AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square" in by_key["robustness"]["threshold"]
     assert by_key["detection"]["verdict"] == "not established" and "adaptive" in by_key["detection"]["threshold"]
     assert by_key["privacy"]["verdict"] in {"not established", "fail"} and "Carlini" in by_key["privacy"]["threshold"]
     for s in record["sections"]:
@@ -203,7 +206,7 @@ def test_an_interrupted_audit_leaves_nothing_half_written(audited, tmp_path, mon
 
 
 def test_robustness_the_budget_cannot_afford_says_what_it_needs(tmp_path, digits, digits_model):
-    """When not even 10 images of PGD-50 x 5 fit in the stage's share (here: none left), no figure
+    """When not even 10 images of the AutoAttack ensemble fit in the stage's share (here: none left), no figure
     is given: the section says what it would need."""
     from trusttango.report.audit import Context, robustness
 

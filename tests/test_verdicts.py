@@ -47,7 +47,7 @@ def test_accuracy_verdict_at_its_threshold():
 def test_robustness_verdict_states_budget_source_and_attack():
     passed = robustness_verdict(0.5, FMNIST, 0.5, accurate=True)
     assert passed.verdict == PASS and "eps 0.1" in passed.rule and "Wong & Kolter 2018" in passed.rule
-    assert "50 steps, 5 restarts" in passed.rule
+    assert "AutoAttack (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020)" in passed.rule
     assert robustness_verdict(0.0, FMNIST, 0.5, accurate=True).verdict == FAIL  # an undefended model
     assert robustness_verdict(0.9, FMNIST, 0.5, accurate=False).verdict == NOT_MEANINGFUL
 
@@ -56,9 +56,14 @@ def test_threat_models_per_dataset_and_user_override():
     assert threat_model("mnist-5k").eps == 0.3 and threat_model("digits").eps == 0.1
     assert threat_model("my-xrays/") == NATURAL_IMAGES and NATURAL_IMAGES.eps == pytest.approx(8 / 255)
     assert threat_model("fashion-mnist", 0.05).source == "set by the user"
-    for bad in (0.0, -0.1, 2.0):
+    for bad in (0.0, -0.1, 2.0, float("nan")):
         with pytest.raises(InputError, match="robust_eps"):
             threat_model("digits", bad)
+    l2 = threat_model("digits", norm="l2")  # no published L2 budget for the data: RobustBench's, said so
+    assert (l2.eps, l2.norm) == (0.5, "l2") and "RobustBench" in l2.source
+    assert threat_model("digits", 2.0, "l2").eps == 2.0  # L2 budgets may exceed 1
+    with pytest.raises(InputError, match="norm"):
+        threat_model("digits", norm="l1")
 
 
 def test_detection_is_not_established_without_an_adaptive_attack():

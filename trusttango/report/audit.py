@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,7 +35,6 @@ from trusttango.report.html import Figure, Section
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
     NOT_ESTABLISHED,
-    STRONG_PGD,
     ThreatModel,
     Verdict,
     accuracy_verdict,
@@ -48,6 +48,9 @@ from trusttango.report.verdicts import (
 )
 from trusttango.torchutil import batched_forward
 from trusttango.train import resolve_device
+
+if TYPE_CHECKING:
+    from trusttango.robust import AutoAttack
 
 
 @dataclass
@@ -80,7 +83,9 @@ class AuditConfig:
     n_membership: int = 2000
     device: str = "auto"  # where a loaded model runs: auto (CUDA when present) | cpu | cuda[:N]
     members: str = "auto"  # what the model was trained on: "train" (the data's train split) | "unknown" | "auto"
-    robust_eps: float | None = None  # L-inf budget of the robustness verdict (default: the data's, with its source)
+    robust_eps: float | None = None  # budget of the robustness verdict (default: the data's, with its source)
+    robust_norm: str = "linf"  # linf | l2
+    robust_preset: str = "standard"  # the AutoAttack preset of the verdict: standard | fast (weaker, cheaper)
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @classmethod
@@ -306,55 +311,73 @@ def insight(ctx: Context) -> Section:
     return section
 
 
-def strong_robust_accuracy(ctx: Context, attack: object, deadline: float) -> tuple[float, int, float]:
-    """Robust accuracy on up to ``n_attack`` test examples: correct before and after ``attack``
-    (the verdict's: PGD with :data:`~trusttango.report.verdicts.STRONG_PGD` at the stated budget).
-    The correctly classified ones are attacked in chunks until ``deadline``; the figure covers
-    the test examples up to the last one attacked. Returns it, that number of examples and the
-    seconds per attacked example."""
-    from trusttango.robust import robust_accuracy
+def ensemble_robust_accuracy(ctx: Context, attack: AutoAttack, deadline: float) -> tuple[float, int, dict]:
+    """Robust accuracy under the ensemble ``attack`` on up to ``n_attack`` test examples: correct
+    before and after it. The correctly classified ones are attacked in chunks until ``deadline``;
+    the figure covers the test examples up to the last one attacked. Returns it, that number of
+    examples and the record: the per-attack table (robust accuracy after each, over those
+    examples) and the flags."""
+    from trusttango.robust import EnsembleReport
 
     test = ctx.splits.test
     n = min(ctx.config.n_attack, len(test))
     index = (batched_forward(ctx.model, test.x[:n]).argmax(1) == test.y[:n]).nonzero().flatten()
-    robust, attacked, start = 0.0, 0, time.perf_counter()
+    parts, attacked = [], 0
     for part in chunks(len(index), 50, deadline, first=2):
         rows = index[part]
-        robust += robust_accuracy(ctx.model, test.x[rows], test.y[rows], attack) * len(rows)
+        parts.append(attack.evaluate(test.x[rows], test.y[rows]))
         attacked = part.stop
-    used = n if attacked == len(index) else int(index[attacked - 1]) + 1
-    return round(robust) / used, used, (time.perf_counter() - start) / max(1, attacked)
+    used = n if attacked == len(index) else int(index[max(attacked, 1) - 1]) + 1
+    if not parts:
+        return 0.0, used, {"preset": attack.preset, "rows": [], "flags": []}
+    report = EnsembleReport.merge(parts)
+    left, rows = report.n, []
+    for row in report.rows:
+        left -= row.broken
+        rows.append({**vars(row), "robust_accuracy": left / used})
+    robust = int(report.robust.sum()) / used
+    return robust, used, {"name": "autoattack", "preset": attack.preset, "rows": rows, "flags": report.flags}
+
+
+def _ensemble_table(record: dict) -> tuple[str, list[str], list[list]]:
+    rows = [[r["attack"], r["attacked"], r["broken"], r["robust_accuracy"]] for r in record["rows"]]
+    return "AutoAttack, per attack (each on the examples no earlier one broke)", [
+        "attack", "attacked", "broken", "robust accuracy after"], rows  # fmt: skip
 
 
 def robustness(ctx: Context) -> Section:
-    """Robust accuracy under strong PGD at the data's stated budget (the verdict), accuracy under
-    PGD vs epsilon (L-inf and L2) and the ARA score, sized to the stage's share of the budget."""
-    from trusttango.robust import make_attack
+    """Robust accuracy under the AutoAttack ensemble at the data's stated budget (the verdict),
+    accuracy under PGD vs epsilon (L-inf and L2) and the ARA score, sized to the stage's share of
+    the budget."""
+    from trusttango.robust import AutoAttack
 
     if ctx.black_box:
         return black_box_robustness(ctx)
     seconds, now = ctx.budget.seconds("robustness"), time.perf_counter()
     end, strong_end = now + seconds, now + 0.55 * seconds  # after the verdict's attack: curves and ARA
-    threat = threat_model(ctx.config.data, ctx.config.robust_eps)
-    attack = make_attack("pgd", ctx.model, eps=threat.eps, norm=threat.norm, **STRONG_PGD)
-    estimate = _pgd_step_seconds(ctx, threat, seconds) * STRONG_PGD["steps"]  # s per image, one run (restarts: more)
+    threat = threat_model(ctx.config.data, ctx.config.robust_eps, ctx.config.robust_norm)
+    attack = AutoAttack(ctx.model, eps=threat.eps, norm=threat.norm, preset=ctx.config.robust_preset)
+    step = _pgd_step_seconds(ctx, threat, seconds)
+    estimate = step * 10  # the least an image costs: broken within 10 APGD-CE steps
     if 10 * estimate > strong_end - time.perf_counter():  # fewer than 10 images: no figure a reviewer can use
         return _unaffordable(ctx, threat, estimate, strong_end - now)
-    robust, n_strong, per_example = strong_robust_accuracy(ctx, attack, strong_end)
-    per_example = max(per_example, estimate) if n_strong else estimate
-    verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
+    robust, n_strong, ensemble = ensemble_robust_accuracy(ctx, attack, strong_end)
+    name = f"AutoAttack ({attack.preset}: APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020)"
+    verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate, name)
+    flags = "".join(f" Flag: {flag}." for flag in ensemble["flags"])
     section = Section(
         "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
         headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g}",
         verdict=verdict.verdict, threshold=verdict.rule,
-        text=f"The verdict: test accuracy under PGD-50 with 5 restarts at the stated budget, on {n_strong} test "
-        "images.",
+        text=f"The verdict: test accuracy under {name} at the stated budget, on {n_strong} test images; per "
+        f"example the first attack that succeeds counts.{flags}",
+        tables=[_ensemble_table(ensemble)],
     )  # fmt: skip
     ctx.record["robustness"] = {
         "robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm, "eps_source": threat.source,
-        "attack": {"name": "pgd", **STRONG_PGD}, "n": {"strong_pgd": n_strong},
+        "attack": ensemble, "n": {"autoattack": n_strong},
     }  # fmt: skip
-    _curves_and_ara(ctx, section, end, per_example)
+    _curves_and_ara(ctx, section, end, step)
     return section
 
 
@@ -376,33 +399,33 @@ def _pgd_step_seconds(ctx: Context, threat: ThreatModel, seconds: float) -> floa
 
 
 def _unaffordable(ctx: Context, threat: ThreatModel, estimate: float, seconds: float) -> Section:
-    """The section when not even 10 images of the verdict's attack fit in the budget: no figure,
+    """The section when not even 10 images of the verdict's ensemble fit in the budget: no figure,
     the time it would need, and the budget to ask for."""
     needed = 10 * estimate / 0.55 * sum(WEIGHTS.values()) / WEIGHTS["robustness"]
     ctx.record["robustness"] = {"robust_accuracy": None, "eps": threat.eps, "norm": threat.norm,
-                                "eps_source": threat.source, "n": {"strong_pgd": 0}}  # fmt: skip
+                                "eps_source": threat.source, "n": {"autoattack": 0}}  # fmt: skip
     verdict = robustness_verdict(0.0, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     if ctx.accurate:  # no figure, so no grade
         verdict = Verdict(NOT_ESTABLISHED, f"{verdict.rule}: not run (budget)")
     return Section(
         "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
         headline="not measured (budget)", verdict=verdict.verdict, threshold=verdict.rule,
-        text=f"PGD-50 with 5 restarts takes at least {estimate:.2g} s per image on this model and machine (one run; "
-        f"restarts add to it); this stage had {seconds:.0f} s, less than 10 images need. Audit with --budget "
-        f"{needed:.0f} or more for a figure.",
+        text=f"AutoAttack takes at least {estimate:.2g} s per image on this model and machine (10 APGD steps; an "
+        f"image that resists takes far more); this stage had {seconds:.0f} s, less than 10 images need. Audit with "
+        f"--budget {needed:.0f} or more for a figure.",
     )  # fmt: skip
 
 
-def _curves_and_ara(ctx: Context, section: Section, end: float, per_example: float) -> None:
+def _curves_and_ara(ctx: Context, section: Section, end: float, step: float) -> None:
     """PGD-10 accuracy-vs-eps curves and ARA (DDN) on as many correct test images as fit before
-    ``end`` (costs from the strong attack's ``per_example`` seconds); a part for which not even
-    5 images fit is not run, and the section says so."""
+    ``end`` (costs from the measured seconds per image of one attack ``step``); a part for which
+    not even 5 images fit is not run, and the section says so."""
     from trusttango.robust import MinNormL2, ara, robustness_curve
     from trusttango.robust.plots import plot_ara, plot_curves
 
     record, sizes = ctx.record["robustness"], ctx.record["robustness"]["n"]
-    # PGD-10 x 4 budgets x 2 norms: 80 / 250 of the strong attack's steps; DDN-100: 100 / 250
-    sizes["curves"] = affordable(0.6 * (end - time.perf_counter()), 0.32 * per_example, ctx.config.n_attack, 0)
+    # PGD-10 x 4 budgets x 2 norms: 80 steps per image; DDN-100: 100
+    sizes["curves"] = affordable(0.6 * (end - time.perf_counter()), 80 * step, ctx.config.n_attack, 0)
     if sizes["curves"] < 5:
         section.text += " The accuracy-vs-eps curves and ARA were not run: the budget left no time for 5 images."
         return
@@ -415,7 +438,7 @@ def _curves_and_ara(ctx: Context, section: Section, end: float, per_example: flo
     rows = [[c.norm, e, a] for c in curves for e, a in zip(c.eps, c.accuracy, strict=False)]
     section.tables.append(("Accuracy under PGD-10", ["norm", "eps", "accuracy"], rows))
     section.text += f" The curves: PGD-10 on {len(x)} correctly classified test images."
-    sizes["ara"] = min(len(x), affordable(end - time.perf_counter(), 0.4 * per_example, ctx.config.n_attack // 2, 0))
+    sizes["ara"] = min(len(x), affordable(end - time.perf_counter(), 100 * step, ctx.config.n_attack // 2, 0))
     if sizes["ara"] < 5:
         section.text += " ARA was not run: the budget left no time for 5 images."
         return
@@ -429,24 +452,26 @@ def _curves_and_ara(ctx: Context, section: Section, end: float, per_example: flo
 
 
 def black_box_robustness(ctx: Context) -> Section:
-    """A model without gradients: robust accuracy under the score-based Square attack (5,000
-    queries) at the stated budget, in chunks until the stage's share of the budget ends."""
-    from trusttango.robust import Square
+    """A model without gradients: robust accuracy under the score-based Square attack alone
+    (5,000 queries) at the stated budget, in chunks until the stage's share of the budget ends."""
+    from trusttango.robust import AutoAttack
 
-    threat = threat_model(ctx.config.data, ctx.config.robust_eps)
+    threat = threat_model(ctx.config.data, ctx.config.robust_eps, ctx.config.robust_norm)
     deadline = time.perf_counter() + ctx.budget.seconds("robustness")
-    robust, n, _ = strong_robust_accuracy(ctx, Square(ctx.model, eps=threat.eps, norm=threat.norm), deadline)
+    attack = AutoAttack(ctx.model, eps=threat.eps, norm=threat.norm, preset="square")
+    robust, n, ensemble = ensemble_robust_accuracy(ctx, attack, deadline)
     verdict = black_box_robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     ctx.record["robustness"] = {"robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm,
-                                "eps_source": threat.source, "attack": {"name": "square", "queries": 5000},
+                                "eps_source": threat.source, "attack": {**ensemble, "name": "square"},
                                 "n": {"square": n}}  # fmt: skip
+    flags = "".join(f" Flag: {flag}." for flag in ensemble["flags"])
     return Section(
         "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
         headline=f"robust accuracy {robust:.3f} at {threat.norm} eps {threat.eps:.4g} (Square, black box)",
         verdict=verdict.verdict, threshold=verdict.rule,
         text=f"Black-box mode ({ctx.black_box}): test accuracy under the Square attack (Andriushchenko et al. "
         f"2020) on {n} test images. Gradient attacks, the accuracy-vs-eps curves and ARA need gradients and were "
-        "not run; a score-based attack alone gives an upper bound on robust accuracy.",
+        f"not run; a score-based attack alone gives an upper bound on robust accuracy.{flags}",
     )  # fmt: skip
 
 
@@ -659,7 +684,9 @@ def check_config(config: AuditConfig) -> None:
     require(config.budget > 0, f"budget must be > 0 seconds, got {config.budget}")
     members = config.members
     require(members in ("auto", "train", "unknown"), f"members: expected auto, train or unknown, got {members!r}")
-    threat_model(config.data, config.robust_eps)
+    threat_model(config.data, config.robust_eps, config.robust_norm)
+    require(config.robust_preset in ("standard", "fast"), f"robust_preset must be standard or fast, got "
+            f"{config.robust_preset!r}")  # fmt: skip
 
 
 def run_stages(config: AuditConfig, splits: Splits, saved: SavedModel | None, progress: bool = True) -> AuditResult:

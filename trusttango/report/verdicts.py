@@ -14,6 +14,7 @@ Contract: a verdict never says more than the evidence behind it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from trusttango.errors import require
@@ -21,7 +22,7 @@ from trusttango.errors import require
 PASS, WARN, FAIL = "pass", "warn", "fail"
 NOT_ESTABLISHED, NOT_MEANINGFUL = "not established", "not meaningful"
 VERDICTS = (PASS, WARN, FAIL, NOT_ESTABLISHED, NOT_MEANINGFUL, "n/a")
-STRONG_PGD = {"steps": 50, "restarts": 5}  # the strongest attack the project runs for a verdict
+ENSEMBLE = "AutoAttack (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020)"  # the verdict's attack
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,21 @@ THREAT_MODELS: dict[str, ThreatModel] = {
     "digits": ThreatModel(0.1, "linf", "8x8 digits: no published budget; Fashion-MNIST's, Wong & Kolter 2018"),
 }
 NATURAL_IMAGES = ThreatModel(8 / 255, "linf", "natural images: RobustBench's L-inf budget, Croce et al. 2021")
+NATURAL_IMAGES_L2 = ThreatModel(0.5, "l2", "natural images: RobustBench's L2 budget, Croce et al. 2021")
+NORMS = ("linf", "l2")
 
 
-def threat_model(data: str, eps: float | None = None) -> ThreatModel:
-    """The budget for ``data`` (:data:`THREAT_MODELS`, else :data:`NATURAL_IMAGES`); ``eps``
-    given by the user overrides it and is reported as the user's choice."""
+def threat_model(data: str, eps: float | None = None, norm: str = "linf") -> ThreatModel:
+    """The budget for ``data`` in ``norm``: L-inf from :data:`THREAT_MODELS` (else
+    :data:`NATURAL_IMAGES`), L2 :data:`NATURAL_IMAGES_L2`; ``eps`` given by the user overrides it
+    and is reported as the user's choice."""
+    require(norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     if eps is not None:
-        require(0 < eps <= 1, f"robust_eps must lie in (0, 1], got {eps}")
-        return ThreatModel(float(eps), "linf", "set by the user")
+        limit = 1.0 if norm == "linf" else float("inf")
+        require(math.isfinite(eps) and 0 < eps <= limit, f"robust_eps must lie in (0, {limit:g}] for {norm}, got {eps}")
+        return ThreatModel(float(eps), norm, "set by the user")
+    if norm == "l2":
+        return NATURAL_IMAGES_L2
     return THREAT_MODELS.get(data, NATURAL_IMAGES)
 
 
@@ -72,15 +80,15 @@ def accuracy_verdict(accuracy: float, threshold: float) -> Verdict:
     return Verdict(graded(accuracy, threshold), f"test accuracy >= {threshold:g} (the user's threshold)")
 
 
-def robustness_verdict(robust: float, threat: ThreatModel, threshold: float, accurate: bool) -> Verdict:
-    """Robust accuracy (correct before and after the attack) under PGD with
-    :data:`STRONG_PGD` at the stated budget, against ``threshold``."""
+def robustness_verdict(
+    robust: float, threat: ThreatModel, threshold: float, accurate: bool, attack: str = ENSEMBLE
+) -> Verdict:
+    """Robust accuracy (correct before and after the attack) under the standard ensemble
+    ``attack`` (:data:`ENSEMBLE`, the field's standard evaluation) at the stated budget, against
+    ``threshold``."""
     if not accurate:
         return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
-    rule = (
-        f"robust accuracy >= {threshold:g} under PGD ({STRONG_PGD['steps']} steps, {STRONG_PGD['restarts']} "
-        f"restarts; Madry et al. 2018) at {threat.norm} eps {threat.eps:.4g} ({threat.source})"
-    )
+    rule = f"robust accuracy >= {threshold:g} under {attack} at {threat.norm} eps {threat.eps:.4g} ({threat.source})"
     return Verdict(graded(robust, threshold), rule)
 
 

@@ -25,8 +25,9 @@ from trusttango.robust.base import Attack, BallAttack, at_least_one, default_eps
 from trusttango.robust.fab import FABT
 from trusttango.robust.square import Square
 
-# name -> (class, settings): the original AutoAttack "standard" version, and a cheaper preset
-# for small budgets (a weaker attack: its robust accuracy bounds the standard one's from above).
+# name -> (class, settings): the original AutoAttack "standard" version; a cheaper preset for
+# small budgets (a weaker attack: its robust accuracy bounds the standard one's from above); and
+# Square alone, for a model whose gradients are unavailable.
 PRESETS: dict[str, tuple[tuple[str, type[Attack], dict], ...]] = {
     "standard": (
         ("apgd-ce", APGD, {"steps": 100}),
@@ -40,6 +41,7 @@ PRESETS: dict[str, tuple[tuple[str, type[Attack], dict], ...]] = {
         ("fab-t", FABT, {"steps": 25, "targets": 3}),
         ("square", Square, {"queries": 1000}),
     ),
+    "square": (("square", Square, {"queries": 5000}),),  # a model without gradients: an upper bound only
 }
 GRADIENT_ATTACKS = ("apgd-ce", "apgd-t", "fab-t")
 
@@ -180,7 +182,8 @@ class AutoAttack(BallAttack):
         return x_adv
 
     def _flags(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[str], int]:
-        """AutoAttack-style checks on up to 64 examples, and the number of classes."""
+        """AutoAttack-style checks on up to 64 examples (the gradient check only for a preset with
+        gradient attacks), and the number of classes."""
         probe, labels, flags = x[:64], y[:64], []
         with torch.no_grad():
             first, second = self.model(probe), self.model(probe)
@@ -192,6 +195,8 @@ class AutoAttack(BallAttack):
         ):
             flags.append("the model outputs probabilities, not logits: gradients through softmax can vanish and mask "
                          "attacks; evaluate the logits")  # fmt: skip
+        if not any(name in GRADIENT_ATTACKS for name, _, _ in PRESETS[self.preset]):
+            return flags, first.shape[1]
         inputs = probe.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(self._net(inputs), labels, reduction="sum"), inputs)
         zero = int((grad.flatten(1).abs().amax(1) == 0).sum())
