@@ -7,6 +7,8 @@ model, on probabilities and on gradient masking."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from conftest import FULL
@@ -15,6 +17,7 @@ from torch import nn
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for
 from trusttango.robust import APGD, APGDT, FABT, PGD, AdversarialTraining, AutoAttack, Square
+from trusttango.robust.base import OutOfTime
 from trusttango.train import TrainConfig, fit
 
 EPS = 0.1  # Fashion-MNIST's L-inf budget (Wong & Kolter 2018)
@@ -147,6 +150,19 @@ def test_flags_fire_where_autoattack_would(digits, digits_model):
     assert "probabilities" in flags(_Probabilities(digits_model).eval())
     masked = flags(_Quantised(digits_model).eval())
     assert "zero input gradients on" in masked and "Square broke" in masked, masked
+
+
+def test_a_deadline_stops_the_ensemble_and_leaves_the_model_as_it_was(digits, digits_model):
+    """Past its deadline the ensemble raises OutOfTime instead of returning a partial (weaker)
+    attack's points; the model's flags are restored. 10^6 Square queries cannot finish in 1 s."""
+    x, y = digits.test.x[:20], digits.test.y[:20]
+    attack = AutoAttack(digits_model, eps=0.02, queries=10**6)
+    attack.deadline = time.perf_counter() + 1.0
+    digits_model.train()
+    with pytest.raises(OutOfTime):
+        attack(x, y)
+    assert digits_model.training and attack.report_ is None
+    digits_model.eval()
 
 
 def test_bad_settings_are_refused(digits_model):

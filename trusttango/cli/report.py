@@ -38,7 +38,11 @@ def audit(
     sampler: str = typer.Option(None, help="Search sampler: random | tpe | cmaes | evolution."),
     seed: int = typer.Option(None),
     robust_eps: float = typer.Option(
-        None, help="L-inf budget of the robustness verdict (default: the data's published one, named in the report)."
+        None, help="Budget of the robustness verdict (default: the data's published one, named in the report)."
+    ),
+    robust_norm: str = typer.Option(None, help="Norm of the robustness verdict: linf (default) | l2."),
+    robust_preset: str = typer.Option(
+        None, help="AutoAttack preset of the verdict: standard (default, Croce & Hein 2020) | fast (weaker, cheaper)."
     ),
     force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty report folder."),
     arch: str = ARCH,
@@ -77,7 +81,8 @@ def audit(
 
             data = recorded_data(load_model(model), None, model)
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
-    flags.update(robust_eps=robust_eps, force=force or None, model_source=source, members=members)
+    flags.update(robust_eps=robust_eps, robust_norm=robust_norm, robust_preset=robust_preset)
+    flags.update(force=force or None, model_source=source, members=members)
     if config is not None:
         cfg = AuditConfig.from_yaml(config, **flags)
     else:

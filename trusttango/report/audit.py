@@ -318,18 +318,22 @@ def ensemble_robust_accuracy(ctx: Context, attack: AutoAttack, deadline: float) 
     examples and the record: the per-attack table (robust accuracy after each, over those
     examples) and the flags."""
     from trusttango.robust import EnsembleReport
+    from trusttango.robust.base import OutOfTime
 
     test = ctx.splits.test
     n = min(ctx.config.n_attack, len(test))
     index = (batched_forward(ctx.model, test.x[:n]).argmax(1) == test.y[:n]).nonzero().flatten()
-    parts, attacked = [], 0
-    for part in chunks(len(index), 50, deadline, first=2):
-        rows = index[part]
-        parts.append(attack.evaluate(test.x[rows], test.y[rows]))
-        attacked = part.stop
-    used = n if attacked == len(index) else int(index[max(attacked, 1) - 1]) + 1
+    parts, attacked, attack.deadline = [], 0, deadline
+    try:
+        for part in chunks(len(index), 50, deadline, first=2):
+            rows = index[part]
+            parts.append(attack.evaluate(test.x[rows], test.y[rows]))
+            attacked = part.stop
+    except OutOfTime:  # the unfinished part is dropped: a partial ensemble would overstate robustness
+        pass
+    used = n if attacked == len(index) else int(index[attacked - 1]) + 1 if attacked else 0
     if not parts:
-        return 0.0, used, {"preset": attack.preset, "rows": [], "flags": []}
+        return 0.0, used, {"name": "autoattack", "preset": attack.preset, "rows": [], "flags": []}
     report = EnsembleReport.merge(parts)
     left, rows = report.n, []
     for row in report.rows:
@@ -361,7 +365,10 @@ def robustness(ctx: Context) -> Section:
     estimate = step * 10  # the least an image costs: broken within 10 APGD-CE steps
     if 10 * estimate > strong_end - time.perf_counter():  # fewer than 10 images: no figure a reviewer can use
         return _unaffordable(ctx, threat, estimate, strong_end - now)
+    started = time.perf_counter()
     robust, n_strong, ensemble = ensemble_robust_accuracy(ctx, attack, strong_end)
+    if n_strong == 0:  # not even the first 2 images finished: at least half the time spent per image
+        return _unaffordable(ctx, threat, max(estimate, (time.perf_counter() - started) / 2), strong_end - now)
     name = f"AutoAttack ({attack.preset}: APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020)"
     verdict = robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate, name)
     flags = "".join(f" Flag: {flag}." for flag in ensemble["flags"])
@@ -398,21 +405,22 @@ def _pgd_step_seconds(ctx: Context, threat: ThreatModel, seconds: float) -> floa
     return max(times[3] - times[1], 0.0) / 2 / len(x)
 
 
-def _unaffordable(ctx: Context, threat: ThreatModel, estimate: float, seconds: float) -> Section:
-    """The section when not even 10 images of the verdict's ensemble fit in the budget: no figure,
-    the time it would need, and the budget to ask for."""
+def _unaffordable(ctx: Context, threat: ThreatModel, estimate: float, seconds: float, attack: str = "autoattack"):
+    """The section when not even 10 images of the verdict's ``attack`` fit in the budget (or not
+    one part of it finished): no figure, the time it would need, and the budget to ask for."""
     needed = 10 * estimate / 0.55 * sum(WEIGHTS.values()) / WEIGHTS["robustness"]
     ctx.record["robustness"] = {"robust_accuracy": None, "eps": threat.eps, "norm": threat.norm,
-                                "eps_source": threat.source, "n": {"autoattack": 0}}  # fmt: skip
+                                "eps_source": threat.source, "n": {attack: 0}}  # fmt: skip
     verdict = robustness_verdict(0.0, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     if ctx.accurate:  # no figure, so no grade
         verdict = Verdict(NOT_ESTABLISHED, f"{verdict.rule}: not run (budget)")
+    name = {"autoattack": "AutoAttack", "square": "The Square attack"}[attack]
     return Section(
         "robustness", "Robustness", "Can it be fooled by small, deliberate changes to its input?",
         headline="not measured (budget)", verdict=verdict.verdict, threshold=verdict.rule,
-        text=f"AutoAttack takes at least {estimate:.2g} s per image on this model and machine (10 APGD steps; an "
-        f"image that resists takes far more); this stage had {seconds:.0f} s, less than 10 images need. Audit with "
-        f"--budget {needed:.0f} or more for a figure.",
+        text=f"{name} takes at least {estimate:.2g} s per image on this model and machine (an image that resists "
+        f"takes the longest); this stage had {seconds:.0f} s, less than 10 images need. Audit with --budget "
+        f"{needed:.0f} or more for a figure.",
     )  # fmt: skip
 
 
@@ -457,9 +465,12 @@ def black_box_robustness(ctx: Context) -> Section:
     from trusttango.robust import AutoAttack
 
     threat = threat_model(ctx.config.data, ctx.config.robust_eps, ctx.config.robust_norm)
-    deadline = time.perf_counter() + ctx.budget.seconds("robustness")
+    start = time.perf_counter()
+    seconds = ctx.budget.seconds("robustness")
     attack = AutoAttack(ctx.model, eps=threat.eps, norm=threat.norm, preset="square")
-    robust, n, ensemble = ensemble_robust_accuracy(ctx, attack, deadline)
+    robust, n, ensemble = ensemble_robust_accuracy(ctx, attack, start + seconds)
+    if n == 0:
+        return _unaffordable(ctx, threat, (time.perf_counter() - start) / 2, seconds, "square")
     verdict = black_box_robustness_verdict(robust, threat, ctx.config.thresholds.robust_accuracy, ctx.accurate)
     ctx.record["robustness"] = {"robust_accuracy": robust, "eps": threat.eps, "norm": threat.norm,
                                 "eps_source": threat.source, "attack": {**ensemble, "name": "square"},

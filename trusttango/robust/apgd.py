@@ -139,6 +139,7 @@ class APGD(RestartingAttack):
         for step in range(self.steps):
             if len(s.rows) == 0:
                 break
+            self._on_time()
             x_next = self._step(s, momentum=0.75 if step > 0 else 1.0)
             loss, grad, pred = self._evaluate(x_next, s.y, s.target)
             s.rises += (loss > s.loss).float()

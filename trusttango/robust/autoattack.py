@@ -111,7 +111,10 @@ class AutoAttack(BallAttack):
     :class:`EnsembleReport`. ``preset``: ``"standard"`` (AutoAttack's: 100 steps for APGD and
     FAB, 9 target classes, 5,000 Square queries) or ``"fast"`` (:data:`PRESETS`); ``steps`` and
     ``queries``, when given, override the preset's iterations of APGD / FAB and of Square
-    (torchattacks' ``AutoAttack`` runs 10 steps). ``eps`` as :func:`default_eps`."""
+    (torchattacks' ``AutoAttack`` runs 10 steps). ``eps`` as :func:`default_eps`. With a
+    ``deadline`` set, every attack of the ensemble raises
+    :class:`~trusttango.robust.base.OutOfTime` once it passes (no partial figure is reported).
+    ``preset="square"`` runs Square alone, for a model without gradients (an upper bound only)."""
 
     def __init__(
         self,
@@ -141,7 +144,9 @@ class AutoAttack(BallAttack):
                 settings["steps"] = self.steps
             if "queries" in settings and self.queries is not None:
                 settings["queries"] = self.queries
-            built.append((name, cls(self.model, eps=self.eps, norm=self.norm, bounds=self.bounds, **settings)))
+            attack = cls(self.model, eps=self.eps, norm=self.norm, bounds=self.bounds, **settings)
+            attack.deadline = self.deadline
+            built.append((name, attack))
         return built
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> EnsembleReport:

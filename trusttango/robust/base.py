@@ -7,6 +7,7 @@ registry) and :mod:`~trusttango.robust.square` (score-based)."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +62,11 @@ def batch_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
+class OutOfTime(Exception):
+    """An attack passed its ``deadline`` before finishing: its points are not a finished attack's
+    and must not be reported as one."""
+
+
 class Attack:
     """Base class, taking only the model: input checks, the eval-mode context, the success rule
     and the result bookkeeping. ``targeted`` and the input ``bounds`` are settings of each attack.
@@ -71,6 +77,7 @@ class Attack:
 
     minimum_norm = False  # True for attacks that search the smallest perturbation (no eps)
     fold_batchnorm = True  # forward passes through the BN-folded eval view of the model
+    deadline: float | None = None  # a time.perf_counter() value; iterative attacks raise OutOfTime past it
 
     def __init__(self, model: nn.Module) -> None:
         require(isinstance(model, nn.Module), f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -152,6 +159,11 @@ class Attack:
             check_logits(logits, len(x), y)
         (grad,) = torch.autograd.grad(self._loss(logits, y).sum(), x)
         return grad, logits.detach()
+
+    def _on_time(self) -> None:
+        """Raise :class:`OutOfTime` once ``deadline`` has passed (checked between iterations)."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OutOfTime(f"{type(self).__name__} passed its deadline")
 
     def _clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(*self.bounds)
@@ -268,6 +280,7 @@ class RestartingAttack(BallAttack):
                 todo = (~broken).nonzero().flatten()
                 if len(todo) == 0:
                     return best
+                self._on_time()
                 aim = None if target is None else target[todo]
                 points, hit = self._run(x[todo], y[todo], aim, restart)
                 best[todo] = points

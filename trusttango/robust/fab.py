@@ -118,6 +118,7 @@ class FAB(RestartingAttack):
         x_k = x.clone() if restart == 0 else self._sphere_point(x, 0.5 * self.eps)
         best = torch.full((len(x),), float("inf"), device=x.device)
         for _ in range(self.steps):
+            self._on_time()
             x0, aim = x[rows], None if target is None else target[rows]
             x_k = self._step(x0, x_k, y[rows], aim)
             with torch.no_grad():

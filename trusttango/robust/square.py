@@ -101,6 +101,7 @@ class Square(RestartingAttack):
             active = (margin > 0).nonzero().flatten()
             if len(active) == 0:
                 break
+            self._on_time()
             fraction = square_fraction(self.p_init, query, self.queries)
             candidate = self._move(x[active], best[active], fraction)
             found = self._margin(candidate, y[active])
