@@ -52,6 +52,19 @@ def test_attack_and_robustness_commands(defended_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((out / "robustness.json").read_text())
     assert doc["ara"]["ara"] > 0 and len(doc["curves"]) == 2
+    autoattack = doc["autoattack"]  # the headline: the ensemble at the data's budget, its source named
+    assert autoattack["eps"] == 0.1 and autoattack["norm"] == "linf" and "Wong & Kolter" in autoattack["eps_source"]
+    assert [row["attack"] for row in autoattack["rows"]] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert autoattack["robust_accuracy"] == autoattack["rows"][-1]["robust_accuracy"] <= autoattack["clean_accuracy"]
+    pgd_at_01 = doc["curves"][0]["accuracy"][1]  # PGD-3 at L-inf 0.1 on the same images
+    assert autoattack["robust_accuracy"] <= pgd_at_01 and "apgd-ce" in proc.stderr and "broken" in proc.stderr
+    proc = _run("attack", str(defended_model), "--data", "digits", "--attack", "autoattack", "--eps", "0.1",
+                "--preset", "fast", "--n", "24", "--out", str(tmp_path / "aa"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "aa" / "attack.json").read_text())
+    assert summary["ensemble"]["preset"] == "fast" and summary["robust_accuracy"] == pytest.approx(
+        summary["ensemble"]["robust_accuracy"]
+    )
     assert (out / "curves.png").exists() and (out / "ara.png").exists()
 
 
@@ -66,6 +79,17 @@ def test_attack_and_robustness_commands(defended_model, tmp_path):
 def test_bad_input_exits_2(defended_model, tmp_path, args, message):
     proc = _run("attack", str(defended_model), "--data", "digits", "--n", "8", "--out", str(tmp_path), *args)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(("--eps", "nan"), "--eps"), (("--eps", "-0.1"), "--eps"), (("--norm", "l1"), "--norm"),
+     (("--preset", "quick"), "preset")],
+)  # fmt: skip
+def test_robustness_bad_input_exits_2(defended_model, tmp_path, args, message):
+    proc = _run("robustness", str(defended_model), "--data", "digits", "--n", "8", "--out", str(tmp_path), *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "robustness.json").exists()
 
 
 def test_unknown_defence_exits_2(tmp_path):

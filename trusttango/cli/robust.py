@@ -1,5 +1,6 @@
 """CLI: ``trusttango attack`` (robust accuracy and an examples PNG) and ``trusttango robustness``
-(accuracy-vs-eps curves for L-inf and L2, and ARA)."""
+(robust accuracy under the AutoAttack ensemble, its per-attack table, accuracy-vs-eps curves for
+L-inf and L2, and ARA)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def attack(
     attack: str = typer.Option("pgd", help=ATTACK_HELP),
     eps: float = typer.Option(0.03, help="Perturbation budget (norm-bounded attacks), in input units."),
     norm: str = typer.Option("linf", help="linf | l2"),
-    steps: int = typer.Option(10, help="Iterations."),
-    restarts: int = typer.Option(5, help="Random restarts (PGD)."),
+    steps: int = typer.Option(None, help="Iterations (default: each attack's own, e.g. PGD 50, APGD and FAB 100)."),
+    restarts: int = typer.Option(None, help="Random restarts (default: each attack's own)."),
+    preset: str = typer.Option(None, help="autoattack only: standard (default) | fast."),
     n: int = typer.Option(500, help="Test examples to attack."),
     out: Path = typer.Option(Path("runs/attack"), help="Folder for attack.json and examples.png."),
     seed: int = typer.Option(0),
@@ -33,9 +35,15 @@ def attack(
     loaded = load_model_and_data(model, data, seed=seed)
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
-    settings = {"eps": eps, "norm": norm, "steps": steps, "restarts": restarts}
-    report = attack_report(make_attack(attack, loaded.model, **settings), x, y)
+    given = {"eps": eps, "norm": norm, "steps": steps, "restarts": restarts, "preset": preset}
+    settings = {key: value for key, value in given.items() if value is not None}
+    attacker = make_attack(attack, loaded.model, **settings)
+    report = attack_report(attacker, x, y)
     summary = {"attack": attack, **settings, **report.to_dict()}
+    ensemble = getattr(attacker, "report_", None)  # AutoAttack: its per-attack table
+    if ensemble is not None:
+        summary["ensemble"] = ensemble.to_dict()
+        _print_ensemble(ensemble)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attack.json").write_text(json.dumps(summary, indent=2))
     order = report.successful_first()
@@ -50,9 +58,27 @@ def attack(
     )
 
 
+def _print_ensemble(report: object) -> None:
+    """The ensemble's table: per attack, the examples it ran on and broke, and the robust accuracy after it."""
+    from rich.table import Table
+
+    table = Table(title=f"AutoAttack ({report.preset}) at {report.norm} eps {report.eps:g} on {report.n} examples")
+    for column in ("attack", "attacked", "broken", "robust accuracy after"):
+        table.add_column(column, justify="left" if column == "attack" else "right")
+    table.add_row("clean", str(report.n), "", f"{report.clean_accuracy:.4f}")
+    for row in report.rows:
+        table.add_row(row.attack, str(row.attacked), str(row.broken), f"{row.robust_accuracy:.4f}")
+    console.print(table)
+    for flag in report.flags:
+        console.print(f"[yellow]flag:[/] {flag}")
+
+
 def robustness(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset (built-in name, folder, .npz, IDX); its test split is used."),
+    eps: float = typer.Option(None, help="AutoAttack's budget (default: the data's published one, with its source)."),
+    norm: str = typer.Option("linf", help="AutoAttack's norm: linf | l2."),
+    preset: str = typer.Option("standard", help="AutoAttack preset: standard (Croce & Hein 2020) | fast (weaker)."),
     n: int = typer.Option(200, help="Test examples."),
     linf: str = typer.Option("0,0.01,0.02,0.05,0.1", help="Comma-separated L-inf budgets."),
     l2: str = typer.Option("0,0.25,0.5,1,2", help="Comma-separated L2 budgets."),
@@ -62,22 +88,30 @@ def robustness(
     out: Path = typer.Option(Path("runs/robustness"), help="Folder for robustness.json, curves.png, ara.png."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Accuracy-vs-eps curves (PGD, L-inf and L2) and the ARA score (Woods et al. 2019)."""
+    """Robust accuracy under AutoAttack (the field's standard evaluation) with its per-attack table;
+    accuracy-vs-eps curves (PGD, L-inf and L2) and the ARA score (Woods et al. 2019)."""
     import torch
 
-    from trusttango.robust import MinNormL2, ara, plot_ara, plot_curves, robustness_curve
+    from trusttango.cli._common import recorded_data
+    from trusttango.report.verdicts import threat_model
+    from trusttango.robust import AutoAttack, MinNormL2, ara, plot_ara, plot_curves, robustness_curve
 
+    threat_model(data or "", eps, norm)  # bad --eps / --norm refused before any long work
     budgets = {"linf": floats(linf, "--linf"), "l2": floats(l2, "--l2")}
     loaded = load_model_and_data(model, data, seed=seed)
+    threat = threat_model(recorded_data(loaded.saved, data, model), eps, norm)
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
     net = loaded.model
+    ensemble = AutoAttack(net, eps=threat.eps, norm=threat.norm, preset=preset).evaluate(x, y)
+    _print_ensemble(ensemble)
     curves = [
         robustness_curve(net, x, y, eps, norm=norm, steps=steps, restarts=restarts) for norm, eps in budgets.items()
     ]
     score = ara(net, x, y, MinNormL2(net, steps=ara_steps))
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"curves": [c.to_dict() for c in curves], "ara": score.to_dict()}
+    autoattack = {**ensemble.to_dict(), "eps_source": threat.source}
+    doc = {"autoattack": autoattack, "curves": [c.to_dict() for c in curves], "ara": score.to_dict()}
     (out / "robustness.json").write_text(json.dumps(doc, indent=2))
     plot_curves(curves, out / "curves.png")
     plot_ara({model.name: score}, out / "ara.png")
@@ -85,7 +119,11 @@ def robustness(
         points = zip(c.eps, c.accuracy, strict=True)
         console.print(f"{c.norm}: " + ", ".join(f"eps {e:g} acc {a:.3f}" for e, a in points))
     bracket = f"; {score.unbroken} unbroken, {score.ara_unbroken_at_zero:.5f} at 0" if score.unbroken else ""
-    console.print(f"ARA {score.ara:.5f} (clean accuracy {score.clean_accuracy:.4f}{bracket}); written to {out}")
+    console.print(f"ARA {score.ara:.5f} (clean accuracy {score.clean_accuracy:.4f}{bracket})")
+    console.print(
+        f"robust accuracy {ensemble.robust_accuracy:.4f} under AutoAttack ({preset}) at {threat.norm} eps "
+        f"{threat.eps:g} ({threat.source}); written to {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -56,10 +56,11 @@ def threat_model(data: str, eps: float | None = None, norm: str = "linf") -> Thr
     """The budget for ``data`` in ``norm``: L-inf from :data:`THREAT_MODELS` (else
     :data:`NATURAL_IMAGES`), L2 :data:`NATURAL_IMAGES_L2`; ``eps`` given by the user overrides it
     and is reported as the user's choice."""
-    require(norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    require(norm in NORMS, f"norm (--norm): expected one of {', '.join(NORMS)}, got {norm!r}")
     if eps is not None:
         limit = 1.0 if norm == "linf" else float("inf")
-        require(math.isfinite(eps) and 0 < eps <= limit, f"robust_eps must lie in (0, {limit:g}] for {norm}, got {eps}")
+        bad = f"robust_eps (--eps) must lie in (0, {limit:g}] for {norm}, got {eps}"
+        require(math.isfinite(eps) and 0 < eps <= limit, bad)
         return ThreatModel(float(eps), norm, "set by the user")
     if norm == "l2":
         return NATURAL_IMAGES_L2
