@@ -155,7 +155,11 @@ def test_resnet18_from_the_cli(user, data_file, tmp_path):
     assert spec.mean == [MEAN] and spec.std == [STD] and spec.source["model"] == "resnet18"
     assert spec.class_names[0] == "T-shirt/top" and spec.input_shape == (1, 28, 28)
     robust = record["results"]["robustness"]
-    assert robust["robust_accuracy"] < record["results"]["evaluation"]["accuracy"]
+    if robust["robust_accuracy"] is None:  # a busy machine: not even 2 images of the ensemble in the share
+        section = next(s for s in record["sections"] if s["key"] == "robustness")
+        assert section["headline"] == "not measured (budget)" and "--budget" in section["text"]
+    else:
+        assert robust["robust_accuracy"] < record["results"]["evaluation"]["accuracy"]  # attacks break it
     genesis = record["sections"][0]
     assert genesis["skipped"] and "resnet18" in genesis["text"]
     assert 0 <= record["results"]["privacy"]["membership_auc"] <= 1  # members declared: tested

@@ -365,7 +365,7 @@ def test_fab_projection_is_the_exact_one():
 
 
 def test_fab_matches_torchattacks(fmnist_small, fmnist_model):
-    """FAB and FAB-T at L-inf 0.05 and L2 1.0, 30 steps, on the same 100 images: the robust
+    """FAB and FAB-T at L-inf 0.05 and L2 1.0, 20 steps, on the same 100 images: the robust
     accuracy torchattacks' FAB leaves (multi-targeted for FAB-T), within 2 points (measured: equal);
     a point counts only inside the ball, and an example not broken there is returned unchanged."""
     import torchattacks
@@ -375,14 +375,14 @@ def test_fab_matches_torchattacks(fmnist_small, fmnist_model):
     x, y = fmnist_small.test.x[:100], fmnist_small.test.y[:100]
     for norm, eps in (("linf", 0.05), ("l2", 1.0)):
         for cls, multi in ((FABT, True), (FAB, False)):
-            ours = cls(fmnist_model, eps=eps, norm=norm, steps=30)
+            ours = cls(fmnist_model, eps=eps, norm=norm, steps=20)
             torch.manual_seed(0)
             result = ours.run(x, y)
             size = result.linf if norm == "linf" else result.l2
             assert float(size.max()) <= eps + 1e-5 and torch.equal(result.x_adv[~result.success], x[~result.success])
             with torch.random.fork_rng():
                 name = {"linf": "Linf", "l2": "L2"}[norm]
-                reference = torchattacks.FAB(fmnist_model, norm=name, eps=eps, steps=30, multi_targeted=multi, seed=0)
+                reference = torchattacks.FAB(fmnist_model, norm=name, eps=eps, steps=20, multi_targeted=multi, seed=0)
                 x_ref = reference(x, y)
             with torch.no_grad():
                 mine = float((fmnist_model(result.x_adv).argmax(1) == y).float().mean())
