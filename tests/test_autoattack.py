@@ -169,3 +169,30 @@ def test_bad_settings_are_refused(digits_model):
     for bad in ({"preset": "quick"}, {"eps": -0.1}, {"eps": float("nan")}, {"steps": 0}, {"norm": "l1"}):
         with pytest.raises(InputError):
             AutoAttack(digits_model, **bad)
+
+
+@pytest.mark.slow
+def test_the_audit_fails_the_standard_model_and_not_the_adversarially_trained_one(
+    tmp_path, fmnist_small, fmnist_model, adversarial
+):
+    """The audit's robustness stage on the two models at Fashion-MNIST's stated budget (L-inf
+    0.1): the undefended CNN fails; the adversarially trained one keeps more than the threshold's
+    warn margin (0.45) and gets a better verdict, under the same ensemble and threshold."""
+    from trusttango.models.io import SavedModel
+    from trusttango.report.audit import AuditConfig, Context, Thresholds, robustness
+    from trusttango.report.budget import Budget
+
+    sections = {}
+    for name, model in (("standard", fmnist_model), ("adversarial", adversarial)):
+        cfg = AuditConfig(data="fashion-mnist", out=tmp_path / name, n_attack=60, robust_preset="fast",
+                          thresholds=Thresholds(accuracy=0.7))  # fmt: skip
+        saved = SavedModel(model, model.config, fmnist_small.class_names, {})
+        ctx = Context(cfg, fmnist_small, tmp_path / name, Budget(600.0), saved=saved)
+        ctx.record["evaluation"] = {"accuracy": _accuracy(model, fmnist_small.test.x, fmnist_small.test.y)}
+        torch.manual_seed(0)
+        sections[name] = (robustness(ctx), ctx.record["robustness"])
+    (standard, s_record), (defended, d_record) = sections["standard"], sections["adversarial"]
+    assert s_record["eps"] == d_record["eps"] == EPS and s_record["n"]["autoattack"] == 60
+    assert standard.verdict == "fail" and s_record["robust_accuracy"] < 0.45
+    assert defended.verdict in {"pass", "warn"} and d_record["robust_accuracy"] >= 0.45, d_record["robust_accuracy"]
+    assert standard.threshold == defended.threshold and "AutoAttack (fast" in standard.threshold

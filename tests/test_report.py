@@ -40,6 +40,8 @@ def test_audit_writes_every_section(audited):
     assert by_key["genesis"]["skipped"]  # model supplied: search skipped, and said so
     assert record["results"]["evaluation"]["accuracy"] > 0.9
     assert 0 < record["results"]["robustness"]["ara"]["ara"] < 1
+    n_ara = record["results"]["robustness"]["n"]["ara"]  # ARA says what it is over: correct images only
+    assert f"over {n_ara} correctly classified test images only" in by_key["robustness"]["text"]
     assert all(s["seconds"] > 0 for s in record["sections"])
     # an undefended CNN: AutoAttack at the stated budget breaks it, so robustness does not pass
     robust = record["results"]["robustness"]

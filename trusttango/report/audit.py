@@ -58,7 +58,7 @@ class Thresholds:
     """What counts as trustworthy (:mod:`trusttango.report.verdicts` says how each is used)."""
 
     accuracy: float = 0.85  # test accuracy
-    robust_accuracy: float = 0.5  # accuracy under strong PGD at the data's stated budget
+    robust_accuracy: float = 0.5  # accuracy under the AutoAttack ensemble at the data's stated budget
     detection_auc: float = 0.9  # detector AUC under an adaptive attack
     membership_auc: float = 0.6  # membership-inference AUC above which a leak is shown (lower is better)
     dp_epsilon: float = 10.0  # differential-privacy bound a privacy pass needs
@@ -455,8 +455,9 @@ def _curves_and_ara(ctx: Context, section: Section, end: float, step: float) -> 
     section.figures.append(Figure(plot_ara({"model": result}, ctx.figures / "ara.png"),
                                   "Accuracy vs minimum RMS perturbation"))  # fmt: skip
     section.headline += f"; ARA {result.ara:.4f}"
-    section.text += (f" ARA ({sizes['ara']} images) integrates the accuracy above chance over the minimum RMS "
-                     "perturbation (Woods et al. 2019).")  # fmt: skip
+    section.text += (f" ARA integrates the accuracy above chance over the minimum RMS perturbation (Woods et al. "
+                     f"2019), over {sizes['ara']} correctly classified test images only: it describes how far the "
+                     "model's right answers are from a wrong one, not its accuracy.")  # fmt: skip
 
 
 def black_box_robustness(ctx: Context) -> Section:
