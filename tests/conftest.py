@@ -7,10 +7,12 @@ Fashion-MNIST subset), so every pillar's tests run against a genuinely trained c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
 from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.models import UnifiedModel, build_model, config_for
@@ -35,6 +37,22 @@ def _subset(splits: Splits, n_train: int, n_test: int, seed: int = 0) -> Splits:
     return Splits(take(splits.train, n_train), take(splits.val, max(500, n_test // 2)), take(splits.test, n_test))
 
 
+def trained_once(factory: pytest.TempPathFactory, name: str, model: torch.nn.Module, train: Callable[[], object]):
+    """``model`` after ``train()``, trained once per test run: under pytest-xdist the first worker
+    to ask trains it and saves its state (parameters and buffers); the others load that state.
+    Training is seeded, so each worker gets the model it would have trained itself."""
+    root = factory.getbasetemp()
+    root = root.parent if "PYTEST_XDIST_WORKER" in os.environ else root  # shared by the workers
+    path = root / f"{name}.pt"
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            model.load_state_dict(torch.load(path, weights_only=True))
+        else:
+            train()
+            torch.save(model.state_dict(), path)
+    return model.eval()
+
+
 @pytest.fixture(scope="session")
 def digits() -> Splits:
     """sklearn digits, 8x8 grey, 10 classes (1,257 / 180 / 360)."""
@@ -42,11 +60,11 @@ def digits() -> Splits:
 
 
 @pytest.fixture(scope="session")
-def digits_model(digits: Splits) -> UnifiedModel:
+def digits_model(tmp_path_factory: pytest.TempPathFactory, digits: Splits) -> UnifiedModel:
     """A small CNN trained on digits to > 90 % test accuracy (a few seconds on CPU)."""
     model = build_model(config_for(digits.train.input_shape, 10, depth=2), seed=0)
-    fit(model, digits.train, digits.val, TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False))
-    return model.eval()
+    config = TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False)
+    return trained_once(tmp_path_factory, "digits_model", model, lambda: fit(model, digits.train, digits.val, config))
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +80,11 @@ def fmnist_small(fmnist: Splits) -> Splits:
 
 
 @pytest.fixture(scope="session")
-def fmnist_model(fmnist_small: Splits) -> UnifiedModel:
+def fmnist_model(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Splits) -> UnifiedModel:
     """The default small CNN trained on the subset (about 85 % test accuracy, ~20 s on 2 cores)."""
     model = build_model(config_for(fmnist_small.train.input_shape, 10), seed=0)
-    fit(model, fmnist_small.train, fmnist_small.val, TrainConfig(epochs=4, progress=False))
-    return model.eval()
+    train = lambda: fit(model, fmnist_small.train, fmnist_small.val, TrainConfig(epochs=4, progress=False))  # noqa: E731
+    return trained_once(tmp_path_factory, "fmnist_model", model, train)
 
 
 @pytest.fixture

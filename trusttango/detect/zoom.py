@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from torch import nn
-from torchvision.ops import roi_align
 
 from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
@@ -72,6 +71,8 @@ def crop(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop ``boxes`` (N, 4: x0, y0, x1, y1) from ``x`` (N, C, H, W) and resize to ``size x size``
     (RoIAlign, adaptive sampling: a box of exactly ``size`` pixels is copied unchanged)."""
     rois = torch.cat([torch.arange(len(x), dtype=x.dtype, device=x.device)[:, None], boxes.to(x)], 1)
+    from torchvision.ops import roi_align  # imported on use: torchvision costs a CLI command seconds
+
     return roi_align(x, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 

@@ -1,7 +1,8 @@
 """Backbones by name: each maps a normalised image batch to a feature map ``(N, C, h, w)``.
 
 ``small_cnn`` is ours, sized for 28x28 inputs; the others are torchvision architectures
-with random initialisation (no weight downloads). :func:`register_backbone` adds more.
+with random initialisation (no weight downloads), imported only when one is built (importing
+torchvision costs a CLI command seconds). :func:`register_backbone` adds more.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
-from torchvision import models as tvm
 
 from trusttango.errors import InputError
 from trusttango.models.layers import activation, norm2d
@@ -103,6 +103,8 @@ def _torchvision(net: nn.Module, act: str, norm: str) -> nn.Module:
 @register_backbone("mobilenet_v2", rgb=True, min_size=32)
 def mobilenet_v2(width: float, depth: int, act: str, norm: str, in_channels: int) -> tuple[nn.Module, int]:
     """torchvision MobileNetV2 features (Sandler et al. 2018), width multiplier ``width``."""
+    from torchvision import models as tvm
+
     net = tvm.mobilenet_v2(weights=None, width_mult=width).features
     return _torchvision(net, act, norm), net[-1][0].out_channels
 
@@ -110,6 +112,8 @@ def mobilenet_v2(width: float, depth: int, act: str, norm: str, in_channels: int
 @register_backbone("efficientnet_b0", rgb=True, min_size=32)
 def efficientnet_b0(width: float, depth: int, act: str, norm: str, in_channels: int) -> tuple[nn.Module, int]:
     """torchvision EfficientNet-B0 features (Tan & Le 2019)."""
+    from torchvision import models as tvm
+
     net = tvm.efficientnet_b0(weights=None).features
     return _torchvision(net, act, norm), 1280
 
@@ -117,6 +121,8 @@ def efficientnet_b0(width: float, depth: int, act: str, norm: str, in_channels: 
 @register_backbone("resnet18", rgb=True, min_size=32)
 def resnet18(width: float, depth: int, act: str, norm: str, in_channels: int) -> tuple[nn.Module, int]:
     """torchvision ResNet-18 (He et al. 2016) without its pooling and classifier."""
+    from torchvision import models as tvm
+
     net = tvm.resnet18(weights=None)
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return _torchvision(body, act, norm), 512

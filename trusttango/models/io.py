@@ -45,15 +45,16 @@ class SavedModel:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and the main libraries, recorded with every run."""
-    import torchvision
+    """Versions of Python and the main libraries, recorded with every run (read from the
+    installed packages' metadata: importing torchvision would cost seconds)."""
+    from importlib.metadata import version
 
     import trusttango
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": version("torchvision"),
         "trusttango": trusttango.__version__,
     }
 
