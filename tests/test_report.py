@@ -220,3 +220,99 @@ def test_robustness_the_budget_cannot_afford_says_what_it_needs(tmp_path, digits
     assert section.verdict == "not established" and section.headline == "not measured (budget)"
     assert "not run (budget)" in section.threshold
     assert "--budget" in section.text and ctx.record["robustness"]["robust_accuracy"] is None
+
+
+def _toolkit_schema() -> dict:
+    """The Model Card Toolkit's own schema v0.0.2, from its PyPI package (installed --no-deps; not
+    imported). Its one malformed reference, ``#definitions/graphic`` (the JSON pointer lacks its
+    slash; the toolkit's older jsonschema let it pass), is read as the ``#/definitions/graphic`` meant."""
+    import importlib.util
+
+    root = Path(importlib.util.find_spec("model_card_toolkit").submodule_search_locations[0])
+    text = (root / "schema" / "v0.0.2" / "model_card.schema.json").read_text()
+    assert text.count('"#definitions/') == 1
+    return json.loads(text.replace('"#definitions/', '"#/definitions/'))
+
+
+def test_model_card_validates_and_carries_every_headline_figure(audited):
+    """``model_card.json`` validates against the toolkit's schema (formats checked); its figures are the
+    audit's, each on its slice; proportions carry the Wilson interval scipy computes; skipped stages and
+    verdicts short of a pass are limitations; the figures are the report's PNGs."""
+    import base64
+
+    import jsonschema
+    from scipy.stats import binomtest
+
+    card = json.loads((audited / "model_card.json").read_text())
+    record = json.loads((audited / "audit.json").read_text())
+    jsonschema.Draft7Validator(_toolkit_schema(), format_checker=jsonschema.FormatChecker()).validate(card)
+    metrics = {m["type"]: m for m in card["quantitative_analysis"]["performance_metrics"]}
+    found = record["results"]
+    accuracy = metrics["accuracy"]
+    n = found["evaluation"]["n"]
+    assert float(accuracy["value"]) == pytest.approx(found["evaluation"]["accuracy"], abs=5e-4)
+    assert accuracy["slice"] == f"test (n={n})"
+    reference = binomtest(round(found["evaluation"]["accuracy"] * n), n).proportion_ci(method="wilson")
+    assert float(accuracy["confidence_interval"]["lower_bound"]) == pytest.approx(reference.low, abs=5e-4)
+    assert float(accuracy["confidence_interval"]["upper_bound"]) == pytest.approx(reference.high, abs=5e-4)
+    robust = metrics["robust accuracy"]
+    assert float(robust["value"]) == pytest.approx(found["robustness"]["robust_accuracy"], abs=5e-4)
+    assert "AutoAttack standard at linf eps 0.1" in robust["slice"] and "confidence_interval" in robust
+    assert "correctly classified" in metrics["adversarial robustness area (ARA)"]["slice"]
+    assert float(metrics["membership-inference AUC"]["value"]) == pytest.approx(found["privacy"]["membership_auc"],
+                                                                               abs=5e-4)  # fmt: skip
+    listed = card["quantitative_analysis"]["performance_metrics"]
+    detection = [m for m in listed if m["type"] == "adversarial-example detection AUC"]
+    assert [float(m["value"]) for m in detection] == pytest.approx([d["auc"] for d in found["detection"]], abs=5e-4)
+    limitations = " | ".join(item["description"] for item in card["considerations"]["limitations"])
+    assert "fairness: not audited (" in limitations and "robustness: verdict fail" in limitations
+    graphics = card["quantitative_analysis"]["graphics"]["collection"]
+    pngs = sum(len(s["figures"]) for s in record["sections"])
+    assert len(graphics) == pngs > 0 and all(base64.b64decode(g["image"])[:4] == b"\x89PNG" for g in graphics)
+    assert card["model_parameters"]["output_format"].startswith("10 logits")
+
+
+def test_markdown_card_header_is_a_model_index_hubs_read(audited):
+    """``MODEL_CARD.md``: huggingface_hub's own parser reads its YAML header's ``model-index`` as
+    evaluation results equal to the audit's figures; the body lists the figures and limitations."""
+    from huggingface_hub import ModelCard
+
+    text = (audited / "MODEL_CARD.md").read_text()
+    card = json.loads((audited / "model_card.json").read_text())
+    results = ModelCard(text).data.eval_results
+    metrics = card["quantitative_analysis"]["performance_metrics"]
+    assert [r.metric_value for r in results] == [float(m["value"]) for m in metrics]
+    assert {(r.task_type, r.dataset_name, r.dataset_split) for r in results} == {("image-classification", "digits",
+                                                                                  "test")}  # fmt: skip
+    accuracy = next(r for r in results if r.metric_type == "accuracy")
+    assert accuracy.metric_name.startswith("accuracy: test (n=") and accuracy.verified is False
+    body = text.split("---", 2)[2]
+    assert all(m["type"] in body and m["slice"] in body for m in metrics)
+    assert all(item["description"] in body for item in card["considerations"]["limitations"])
+
+
+def test_evidence_map_covers_the_seven_requirements_and_says_what_to_supply(audited):
+    """Every HLEG 2019 requirement and the AI Act's Art. 10, 13 and 15 rows are in ``audit.json``
+    and the page; a requirement no stage measured (or whose stage was skipped) says "supply";
+    otherwise its verdict is its weakest evidence's; Annex IV 2(g) is named."""
+    record = json.loads((audited / "audit.json").read_text())
+    rows = record["evidence_map"]
+    verdicts = {s["key"]: s["verdict"] for s in record["sections"]}
+    hleg = [r["requirement"] for r in rows if r["framework"] == "HLEG 2019"]
+    assert hleg == ["Human agency and oversight", "Technical robustness and safety", "Privacy and data governance",
+                    "Transparency", "Diversity, non-discrimination and fairness",
+                    "Societal and environmental well-being", "Accountability"]  # fmt: skip
+    clauses = " ".join(r["clause"] for r in rows if r["framework"] == "AI Act")
+    assert all(c in clauses for c in ("Art. 10(2)", "Art. 13", "Art. 15(1)", "Art. 15(5)", "Art. 14", "Art. 72"))
+    by_name = {r["requirement"]: r for r in rows}
+    assert by_name["Human agency and oversight"]["verdict"] == "supply" and by_name["Human agency and oversight"][
+        "supply"]  # fmt: skip
+    assert by_name["Diversity, non-discrimination and fairness"]["evidence"] == []  # fairness was skipped here
+    robust = by_name["Technical robustness and safety"]
+    assert [e["stage"] for e in robust["evidence"]] == ["evaluation", "robustness", "detection"]
+    assert robust["verdict"] == "fail" == verdicts["robustness"]  # the weakest of pass, fail, not established
+    accuracy = next(r for r in rows if r["clause"] == "Art. 15(1)")
+    assert accuracy["verdict"] == verdicts["evaluation"] and "test accuracy" in accuracy["evidence"][0]["figure"]
+    assert "2(g)" in record["annex_iv"]
+    page = (audited / "index.html").read_text()
+    assert "Evidence map" in page and "Annex IV" in page and "Societal and environmental well-being" in page

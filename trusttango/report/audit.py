@@ -31,6 +31,7 @@ from trusttango.models.external import SPEC_FILE, ModelSource, ModelSpec
 from trusttango.models.io import SavedModel, load_model, save_model, versions
 from trusttango.models.unified import check_compatible
 from trusttango.report.budget import WEIGHTS, Budget, affordable, chunks
+from trusttango.report.evidence import ANNEX_IV, evidence_map
 from trusttango.report.html import Figure, Section
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
@@ -718,6 +719,8 @@ def run_stages(config: AuditConfig, splits: Splits, saved: SavedModel | None, pr
         "versions": versions(),
         "stage_seconds": {s.key: s.seconds for s in sections},
         "results": ctx.record,
+        "evidence_map": evidence_map(sections),
+        "annex_iv": ANNEX_IV,
     }
     subtitle = f"data {config.data} · seed {config.seed} · {time.strftime('%Y-%m-%d %H:%M')}"
     result = AuditResult.from_sections(sections, record, model_spec(ctx), workdir, subtitle)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from trusttango.report.evidence import evidence_table
+
 
 @dataclass
 class Figure:
@@ -60,19 +62,24 @@ def _fmt(value: object) -> str:
     return html.escape(str(value))
 
 
-def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
-    """The report page: a trust card linking to each section, then the sections."""
+def render_html(title: str, subtitle: str, sections: list[Section], evidence: dict | None = None) -> str:
+    """The report page: a trust card linking to each section, then the sections, then the
+    ``evidence`` map (``{"table": (caption, header, rows), "annex_iv": {item: text}}``) if given."""
     env = Environment(loader=PackageLoader("trusttango.report", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["data_uri"] = _data_uri
     env.filters["fmt"] = _fmt
-    return env.get_template("report.html.j2").render(title=title, subtitle=subtitle, sections=sections)
+    page = env.get_template("report.html.j2")
+    return page.render(title=title, subtitle=subtitle, sections=sections, evidence=evidence)
 
 
 def write_report(out: Path, title: str, subtitle: str, sections: list[Section], record: dict) -> Path:
     """Write ``index.html`` and ``audit.json`` into ``out``; returns the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render_html(title, subtitle, sections), encoding="utf-8")
+    evidence = None
+    if "evidence_map" in record:
+        evidence = {"table": evidence_table(record["evidence_map"]), "annex_iv": record["annex_iv"]}
+    page.write_text(render_html(title, subtitle, sections, evidence), encoding="utf-8")
     document = {**record, "sections": [s.to_dict() for s in sections]}
     (out / "audit.json").write_text(json.dumps(document, indent=2, default=str))
     return page

@@ -1,6 +1,6 @@
 """What one audit found: :class:`AuditResult`, every headline figure and verdict as a typed
-field, and the report it writes (``index.html``, ``audit.json``, ``model_spec.json``,
-``figures/``) into a folder without ever leaving it half-written."""
+field, and the report it writes (``index.html``, ``audit.json``, ``model_card.json``,
+``model_spec.json``, ``figures/``) into a folder without ever leaving it half-written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trusttango.errors import InputError
 from trusttango.models.external import ModelSpec
+from trusttango.report.card import write_model_card
 from trusttango.report.html import Section, write_report
 
 TITLE = "trusttango trust report"
@@ -72,6 +73,7 @@ class AuditResult:
             shutil.copytree(self.workdir, staging, dirs_exist_ok=True)
             self.spec.write(staging)
             write_report(staging, TITLE, self.subtitle, self.sections, self.record)
+            write_model_card(staging, self)
             self.report = _publish(staging, out) / "index.html"
             return self.report
         finally:
