@@ -316,3 +316,48 @@ def test_evidence_map_covers_the_seven_requirements_and_says_what_to_supply(audi
     assert "2(g)" in record["annex_iv"]
     page = (audited / "index.html").read_text()
     assert "Evidence map" in page and "Annex IV" in page and "Societal and environmental well-being" in page
+
+
+def test_audit_json_follows_its_schema_and_records_provenance(audited, digits):
+    """``audit.json`` validates against the schema shipped in the package; its provenance is this
+    checkout's commit, the model files' and the data's sha256 (recomputed here), seed, threads, device."""
+    import hashlib
+
+    import jsonschema
+
+    from trusttango.report.provenance import audit_schema, sha256_tensors
+
+    record = json.loads((audited / "audit.json").read_text())
+    jsonschema.Draft202012Validator(audit_schema()).validate(record)
+    assert record["schema_version"] == "1.0"
+    found = record["provenance"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert found["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
+    model_dir = audited.parent / "model"
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+    assert found["model_files"] == {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files} != {}
+    assert found["data"]["test"] == {"n": len(digits.test), "sha256": sha256_tensors(digits.test.x, digits.test.y)}
+    assert found["seed"] == record["config"]["seed"] and found["threads"] >= 1 and found["device"] == "cpu"
+    bad = {**record, "schema_version": "0.9"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(audit_schema()).validate(bad)
+
+
+def test_the_manifest_catches_a_tampered_report(audited, tmp_path):
+    """``sha256sum -c MANIFEST.sha256`` (coreutils, independent of us) passes on the report as
+    written; after a figure is edited both it and :func:`verify_manifest` name that file."""
+    from trusttango.report.provenance import verify_manifest
+
+    copy = tmp_path / "report"
+    shutil.copytree(audited, copy)
+    listed = [line.split("  ", 1)[1] for line in (copy / "MANIFEST.sha256").read_text().splitlines()]
+    assert {"index.html", "audit.json", "model_card.json", "MODEL_CARD.md", "model_spec.json"} <= set(listed)
+    assert any(name.startswith("figures/") for name in listed)
+    check = subprocess.run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=copy, capture_output=True, text=True)
+    assert check.returncode == 0 and verify_manifest(copy) == [], check.stdout
+    figure = next(name for name in listed if name.startswith("figures/"))
+    with open(copy / figure, "ab") as handle:
+        handle.write(b"\0")
+    check = subprocess.run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=copy, capture_output=True, text=True)
+    assert check.returncode == 1 and figure in check.stdout
+    assert verify_manifest(copy) == [f"{figure}: changed"]

@@ -33,6 +33,7 @@ from trusttango.models.unified import check_compatible
 from trusttango.report.budget import WEIGHTS, Budget, affordable, chunks
 from trusttango.report.evidence import ANNEX_IV, evidence_map
 from trusttango.report.html import Figure, Section
+from trusttango.report.provenance import SCHEMA_VERSION, provenance
 from trusttango.report.result import AuditResult, check_out
 from trusttango.report.verdicts import (
     NOT_ESTABLISHED,
@@ -715,8 +716,11 @@ def run_stages(config: AuditConfig, splits: Splits, saved: SavedModel | None, pr
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     record = {
+        "schema": "trusttango-audit",
+        "schema_version": SCHEMA_VERSION,
         "config": _config_record(config),
         "versions": versions(),
+        "provenance": provenance(config, splits, ctx.saved.model if ctx.saved else None),
         "stage_seconds": {s.key: s.seconds for s in sections},
         "results": ctx.record,
         "evidence_map": evidence_map(sections),

@@ -1,6 +1,6 @@
 """What one audit found: :class:`AuditResult`, every headline figure and verdict as a typed
 field, and the report it writes (``index.html``, ``audit.json``, ``model_card.json``,
-``model_spec.json``, ``figures/``) into a folder without ever leaving it half-written."""
+``model_spec.json``, ``figures/``, ``MANIFEST.sha256``) into a folder without ever leaving it half-written."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from trusttango.errors import InputError
 from trusttango.models.external import ModelSpec
 from trusttango.report.card import write_model_card
 from trusttango.report.html import Section, write_report
+from trusttango.report.provenance import write_manifest
 
 TITLE = "trusttango trust report"
 
@@ -74,6 +75,7 @@ class AuditResult:
             self.spec.write(staging)
             write_report(staging, TITLE, self.subtitle, self.sections, self.record)
             write_model_card(staging, self)
+            write_manifest(staging)  # last: it lists every file above
             self.report = _publish(staging, out) / "index.html"
             return self.report
         finally:
