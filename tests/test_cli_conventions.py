@@ -150,6 +150,7 @@ DETERMINISTIC = {  # commands that draw nothing at random, and why
     "predict": "one forward pass",
     "anonymize": "Mondrian splits at medians and hierarchy nodes",
     "federated-node": "its seeds come from the server's run config",
+    "audit diff": "compares two audit.json files",
 }
 
 

@@ -80,11 +80,11 @@ def test_report_renders_in_headless_chromium(audited, tmp_path):
                 assert page.locator(".pillar").count() == 7
                 overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 1, f"page wider than the {name} screen by {overflow}px"
-                page.screenshot(path=str(audited / f"screenshot-{name}.png"), full_page=False)
+                page.screenshot(path=str(tmp_path / f"screenshot-{name}.png"), full_page=False)
         finally:
             browser.close()
     assert errors == []
-    assert (audited / "screenshot-laptop.png").stat().st_size > 10_000
+    assert (tmp_path / "screenshot-laptop.png").stat().st_size > 10_000  # the report folder stays as written
 
 
 def test_existing_output_is_refused_and_mismatch_caught(audited, tmp_path, digits, digits_model):
@@ -361,3 +361,83 @@ def test_the_manifest_catches_a_tampered_report(audited, tmp_path):
     check = subprocess.run(["sha256sum", "--quiet", "-c", "MANIFEST.sha256"], cwd=copy, capture_output=True, text=True)
     assert check.returncode == 1 and figure in check.stdout
     assert verify_manifest(copy) == [f"{figure}: changed"]
+
+
+def _audit_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trusttango.cli", "audit", *args], capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gated(audited, tmp_path_factory) -> dict:
+    """Two real CLI audits of the digits model behind ``--fail-on fail``: at the data's stated
+    robustness budget (L-inf 0.1: the undefended CNN fails) and at L-inf 0.01 (it holds)."""
+    root = tmp_path_factory.mktemp("gate")
+    config = root / "small.yaml"
+    config.write_text("n_explain: 4\nn_attack: 40\nn_membership: 200\nrobust_preset: fast\nbudget: 300\n")
+    runs = {}
+    for name, eps in (("stated", []), ("small_eps", ["--robust-eps", "0.01"])):
+        proc = _audit_cli(str(audited.parent / "model"), "--data", "digits", "--config", str(config), *eps,
+                          "--out", str(root / name), "--fail-on", "fail")  # fmt: skip
+        runs[name] = (proc, root / name)
+    return runs
+
+
+def test_fail_on_gates_ci_on_the_verdicts(gated):
+    """``--fail-on fail`` exits 1 exactly when a verdict is fail (or not meaningful), names each on
+    its own line, and still writes the whole report; the same model at a small eps passes the gate."""
+    for name, (proc, out) in gated.items():
+        record = json.loads((out / "audit.json").read_text())  # written, gate or not
+        failing = [s for s in record["sections"] if s["verdict"] in ("fail", "not meaningful")]
+        assert proc.returncode == (1 if failing else 0), (name, proc.returncode, proc.stderr[-2000:])
+        for s in failing:
+            assert f"{s['key']}: {s['verdict']} (" in proc.stderr
+        assert (out / "MANIFEST.sha256").exists() and "Traceback" not in proc.stderr
+    stated = json.loads((gated["stated"][1] / "audit.json").read_text())
+    small = json.loads((gated["small_eps"][1] / "audit.json").read_text())
+    verdict = {name: {s["key"]: s["verdict"] for s in r["sections"]} for name, r in (("stated", stated),
+                                                                                     ("small", small))}  # fmt: skip
+    assert verdict["stated"]["robustness"] == "fail" and gated["stated"][0].returncode == 1
+    assert verdict["small"]["robustness"] in ("pass", "warn") and gated["small_eps"][0].returncode == 0
+
+
+def test_audit_diff_names_what_got_worse(gated, tmp_path):
+    """``audit diff`` on the two real audits: from the small-eps one to the stated-budget one the
+    robustness verdict falls (exit 1 with --fail-on-regression); the other way round nothing
+    falls (exit 0); the JSON names each change."""
+    small, stated = gated["small_eps"][1], gated["stated"][1]
+    proc = _audit_cli("diff", str(small), str(stated / "audit.json"), "--fail-on-regression", "--json",
+                      str(tmp_path / "d.json"))  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    found = json.loads((tmp_path / "d.json").read_text())
+    old_verdict = next(v["old"] for v in found["verdicts"] if v["stage"] == "robustness")
+    assert f"robustness: {old_verdict} -> fail" in found["regressions"] and "worse: robustness" in proc.stderr
+    robust = next(f for f in found["figures"] if f["figure"] == "robust accuracy")
+    assert robust["old"] > robust["new"] and robust["change"] == "worse"
+    proc = _audit_cli("diff", str(stated), str(small), "--fail-on-regression")
+    assert proc.returncode == 0 and "worse: robustness" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text('{"accuracy": 0.9}'), "not a trusttango audit.json"),
+        (lambda p: p.write_text("not json"), "not JSON"),
+        (
+            lambda p: p.write_text('{"schema": "trusttango-audit", "schema_version": "0.9", "sections": []}'),
+            "schema version 0.9",
+        ),
+    ],
+)
+def test_audit_diff_and_fail_on_refuse_bad_input(audited, tmp_path, make, message):
+    bad = tmp_path / "other.json"
+    make(bad)
+    proc = _audit_cli("diff", str(bad), str(audited))
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_fail_on_an_unknown_level_is_refused_before_any_work(tmp_path):
+    proc = _audit_cli("--data", "digits", "--out", str(tmp_path / "r"), "--fail-on", "sometimes")
+    assert proc.returncode == 2 and "--fail-on" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -19,6 +19,7 @@ from trusttango.report.verdicts import (
     PASS,
     WARN,
     accuracy_verdict,
+    at_or_below,
     detection_verdict,
     graded,
     insight_verdict,
@@ -99,3 +100,11 @@ def test_an_inaccurate_model_gets_not_meaningful(tmp_path, digits):
     for stage in (robustness, insight, privacy):
         section = stage(ctx)
         assert section.verdict == NOT_MEANINGFUL and "accuracy threshold" in section.threshold, stage.__name__
+
+
+def test_the_ci_gate_ranks_verdicts():
+    """``--fail-on fail`` stops on fail and not meaningful; ``warn`` also on missing evidence; n/a never."""
+    gate = {level: [v for v in (PASS, WARN, NOT_ESTABLISHED, FAIL, NOT_MEANINGFUL, "n/a") if at_or_below(v, level)]
+            for level in (FAIL, WARN)}  # fmt: skip
+    assert gate[FAIL] == [FAIL, NOT_MEANINGFUL]
+    assert gate[WARN] == [WARN, NOT_ESTABLISHED, FAIL, NOT_MEANINGFUL]

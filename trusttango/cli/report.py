@@ -1,10 +1,13 @@
-"""CLI: ``trusttango audit [MODEL]``: the whole trust audit into one report folder."""
+"""CLI: ``trusttango audit [MODEL]``: the whole trust audit into one report folder, a CI gate
+on its verdicts (``--fail-on``), and ``trusttango audit diff OLD NEW``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from trusttango.cli._common import MODEL_ARG_HELP, console
 from trusttango.errors import require
@@ -45,6 +48,9 @@ def audit(
         None, help="AutoAttack preset of the verdict: standard (default, Croce & Hein 2020) | fast (weaker, cheaper)."
     ),
     force: bool = typer.Option(False, "--force", help="Write into an existing, non-empty report folder."),
+    fail_on: str = typer.Option(
+        None, "--fail-on", help="fail | warn: after writing the report, exit 1 if any verdict is at or below it."
+    ),
     arch: str = ARCH,
     model_code: str = MODEL_CODE,
     onnx: Path = ONNX,
@@ -59,11 +65,12 @@ def audit(
 ) -> None:
     """Search (or load) a model, then explain, attack, detect, probe privacy and fairness; write the report.
 
-    Bring your own model with --arch + --weights, --model-code (+ --weights) or --onnx.
+    Bring your own model with --arch + --weights, --model-code (+ --weights) or --onnx. Compare two
+    reports with: trusttango audit diff OLD NEW.
     """
-    from trusttango.cli._common import model_dir
-    from trusttango.report.audit import AuditConfig, run_audit
+    from trusttango.report.audit import run_audit
 
+    require(fail_on in (None, "fail", "warn"), f"--fail-on: expected fail or warn, got {fail_on!r}")
     source = None
     if arch or model_code or onnx:
         norm = (value_range, mean, std)
@@ -73,22 +80,69 @@ def audit(
         require(
             not given, "--weights, --mean, --std ...: they describe your model; give --arch, --model-code or --onnx"
         )
-    if model is not None:
-        model = model_dir(model)
-        if data is None and config is None:  # the data the model was trained on
-            from trusttango.cli._common import recorded_data
-            from trusttango.models import load_model
-
-            data = recorded_data(load_model(model), None, model)
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
     flags.update(robust_eps=robust_eps, robust_norm=robust_norm, robust_preset=robust_preset)
     flags.update(force=force or None, model_source=source, members=members)
-    if config is not None:
-        cfg = AuditConfig.from_yaml(config, **flags)
-    else:
-        cfg = AuditConfig(**{k: v for k, v in flags.items() if v is not None})
-    page = run_audit(cfg)
+    page = run_audit(_audit_config(flags, config))
     console.print(f"report written to {page}")
+    if fail_on is not None:
+        _gate(json.loads((page.parent / "audit.json").read_text()), fail_on)
+
+
+def _audit_config(flags: dict, config: Path | None) -> object:
+    """The AuditConfig of the flags given (over the YAML ``config``, if any); a MODEL without
+    --data is audited on the data it was trained on."""
+    from trusttango.cli._common import model_dir, recorded_data
+    from trusttango.models import load_model
+    from trusttango.report.audit import AuditConfig
+
+    if flags["model"] is not None:
+        flags["model"] = model_dir(flags["model"])
+        if flags["data"] is None and config is None:
+            flags["data"] = recorded_data(load_model(flags["model"]), None, flags["model"])
+    if config is not None:
+        return AuditConfig.from_yaml(config, **flags)
+    return AuditConfig(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _gate(record: dict, level: str) -> None:
+    """Exit 1 when a verdict of ``record`` is at or below ``level``, naming each one on a line."""
+    from trusttango.report.verdicts import at_or_below
+
+    failing = [s for s in record["sections"] if at_or_below(s["verdict"], level)]
+    for section in failing:
+        console.print(f"{section['key']}: {section['verdict']} ({section['threshold']})", highlight=False)
+    if failing:
+        raise typer.Exit(1)
+
+
+def diff(
+    old: Path = typer.Argument(..., help="The earlier audit.json (or its report folder)."),
+    new: Path = typer.Argument(..., help="The later audit.json (or its report folder)."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when a verdict got worse."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the comparison to this JSON file."),
+) -> None:
+    """Compare two audits: each stage's verdict and each headline figure, and what got worse."""
+    from rich.table import Table
+
+    from trusttango.report.diff import diff_audits, read_audit
+
+    result = diff_audits(read_audit(old), read_audit(new))
+    table = Table(title=f"{old} -> {new}")
+    for column in ("stage / figure", "old", "new", "change"):
+        table.add_column(column)
+    fell = {line.split(":")[0] for line in result.regressions}
+    for stage, was, now in result.verdicts:
+        table.add_row(stage, was, now, "worse" if stage in fell else "same" if was == now else "changed")
+    for name, was, now, change in result.figures:
+        table.add_row(name, "-" if was is None else f"{was:.4g}", "-" if now is None else f"{now:.4g}", change)
+    console.print(table)
+    for line in result.regressions + result.worse:
+        console.print(f"worse: {line}", highlight=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+    if fail_on_regression and result.regressions:
+        raise typer.Exit(1)
 
 
 def _model_source(arch, code, onnx, weights, in_channels, num_classes, norm, class_names) -> object:
@@ -103,6 +157,18 @@ def _model_source(arch, code, onnx, weights, in_channels, num_classes, norm, cla
     return ModelSource(arch, code, onnx, weights, num_classes, in_channels, tuple(low_high), mean, std, class_names)
 
 
+class _AuditGroup(TyperGroup):
+    """``audit`` runs the audit unless its first word names a subcommand (``diff``)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``audit`` to the CLI."""
-    app.command()(audit)
+    """Add ``audit`` (and ``audit diff``) to the CLI."""
+    group = typer.Typer(cls=_AuditGroup, help="The trust audit; `audit diff OLD NEW` compares two.")
+    group.command("run")(audit)
+    group.command("diff")(diff)
+    app.add_typer(group, name="audit")

@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trusttango.report.verdicts import FAIL, NOT_ESTABLISHED, NOT_MEANINGFUL, PASS, WARN
+from trusttango.report.verdicts import ORDER
 
 if TYPE_CHECKING:
     from trusttango.report.html import Section
 
 SUPPLY = "supply"
-_ORDER = (NOT_MEANINGFUL, FAIL, NOT_ESTABLISHED, WARN, PASS)  # weakest first
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,8 @@ ANNEX_IV = {
 
 def _verdict(evidence: list[dict]) -> str:
     """The weakest verdict among the evidence, or "supply" when there is none."""
-    verdicts = [item["verdict"] for item in evidence if item["verdict"] in _ORDER]
-    return min(verdicts, key=_ORDER.index) if verdicts else SUPPLY
+    verdicts = [item["verdict"] for item in evidence if item["verdict"] in ORDER]
+    return min(verdicts, key=ORDER.index) if verdicts else SUPPLY
 
 
 def evidence_map(sections: list[Section]) -> list[dict]:

@@ -22,6 +22,16 @@ from trusttango.errors import require
 PASS, WARN, FAIL = "pass", "warn", "fail"
 NOT_ESTABLISHED, NOT_MEANINGFUL = "not established", "not meaningful"
 VERDICTS = (PASS, WARN, FAIL, NOT_ESTABLISHED, NOT_MEANINGFUL, "n/a")
+# weakest first: no evidence ("not established") ranks above a measured failure, below a warning;
+# "n/a" (a stage that does not apply) is not ranked
+ORDER = (NOT_MEANINGFUL, FAIL, NOT_ESTABLISHED, WARN, PASS)
+
+
+def at_or_below(verdict: str, level: str) -> bool:
+    """Whether ``verdict`` is ranked at or below ``level`` in :data:`ORDER` ("n/a" never is)."""
+    return verdict in ORDER and ORDER.index(verdict) <= ORDER.index(level)
+
+
 ENSEMBLE = "AutoAttack (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020)"  # the verdict's attack
 
 
