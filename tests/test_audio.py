@@ -71,7 +71,7 @@ def test_zero_length_and_corrupt_wav_are_named_or_skipped(wav_folder):
 def test_cli_reports_zero_length_wav_with_exit_2(wav_folder):
     sf.write(wav_folder / "low" / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     cli = str(Path(sys.executable).with_name("trusttango"))
-    cmd = [cli, "train", "--data", str(wav_folder), "--out", str(wav_folder / "m"), "--epochs", "1"]
+    cmd = [cli, "train", "--data", str(wav_folder), "--out", str(wav_folder.parent / "m"), "--epochs", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "empty.wav" in proc.stderr + proc.stdout

@@ -211,12 +211,14 @@ def test_cli_train_dp_records_guarantee(tmp_path):
     assert audit.exit_code == 0, audit.output
     assert json.loads((tmp_path / "a" / "membership.json").read_text())["auc"] < 0.6  # DP model: little leakage
     assert (tmp_path / "a" / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    before = (out / "config.json").read_bytes()
     bad = subprocess.run(
-        [sys.executable, "-m", "trusttango.cli", "train", *args, "--dp", "--epsilon", "-1"],
+        [sys.executable, "-m", "trusttango.cli", "train", *args, "--force", "--dp", "--epsilon", "-1"],
         capture_output=True,
         text=True,
     )
     assert bad.returncode == 2 and "epsilon" in bad.stderr
+    assert (out / "config.json").read_bytes() == before  # a refused run leaves the model it would replace
     # --max-physical-batch-size: not given -> the library default; 0 -> each lot in one pass
     assert _dp_hook(3.0, 0.0, 1.0, 0.0, "rdp", None).max_physical_batch_size == PHYSICAL_BATCH
     assert _dp_hook(3.0, 0.0, 1.0, 0.0, "rdp", 0).max_physical_batch_size is None

@@ -20,6 +20,7 @@ console = Console(stderr=True, soft_wrap=True)  # paths stay on one line, whatev
 
 MODEL_ARG_HELP = "Model directory (a trusttango model, a zoom-in model, or an automl output folder)."
 DATA_HELP = "Built-in name, image folder, .npz or IDX file."
+FORCE_OPTION = typer.Option(False, "--force", help="Replace an existing output (only once the new one is complete).")
 # trusttango.robust.ATTACKS, written out so that --help needs no torch import (a test checks they agree)
 ATTACK_HELP = (
     "fgsm | bim | pgd | mifgsm | cw | deepfool | minnorm | square | apgd-ce | apgd-t | fab | fab-t | autoattack"

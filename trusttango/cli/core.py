@@ -10,8 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.cli._common import console, data_option, load_model_and_data, model_argument, model_dir
+from trusttango.cli._common import (
+    FORCE_OPTION,
+    console,
+    data_option,
+    load_model_and_data,
+    model_argument,
+    model_dir,
+)
 from trusttango.errors import require
+from trusttango.outputs import atomic_output, check_output
 
 PHYSICAL_BATCH_OPTION = typer.Option(
     None,
@@ -35,6 +43,7 @@ def datasets() -> None:
 def train(
     data: str = data_option("fashion-mnist"),
     out: Path = typer.Option(Path("runs/model"), help="Model directory to write."),
+    force: bool = FORCE_OPTION,
     backbone: str = typer.Option("small_cnn", help="small_cnn | mobilenet_v2 | efficientnet_b0 | resnet18"),
     width: float = typer.Option(0.5, help="Width multiplier of the backbone."),
     depth: int = typer.Option(3, help="Stages of the small CNN."),
@@ -74,11 +83,10 @@ def train(
     from trusttango.train import TrainConfig
     from trusttango.workflow import train_model
 
+    check_output(out, force, [data])
     splits = load_data(data, seed=seed, skip_corrupt=skip_corrupt)
-    tc = TrainConfig(
-        epochs=epochs, budget_s=budget or None, batch_size=batch_size, optimizer=optimizer, lr=lr,
-        schedule=schedule, patience=patience or None, seed=seed, device=device,
-    )  # fmt: skip
+    tc = TrainConfig(epochs=epochs, budget_s=budget or None, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                     schedule=schedule, patience=patience or None, seed=seed, device=device)  # fmt: skip
     options = dict(backbone=backbone, width=width, depth=depth, activation=activation, norm=norm, augment=augment)
     options |= {"input_size": input_size} if input_size else {}
     hooks = defence_hooks(defence, defence_eps, defence_method, psi, target_ce)
@@ -86,11 +94,11 @@ def train(
         hooks.insert(0, _dp_hook(epsilon, delta, max_grad_norm, noise_multiplier, accountant, max_physical_batch_size))
         options["norm"] = "group"
     if zoom:
-        _train_zoom(splits, tc, out, zoom_canvas, bool(hooks), options)
-        return
+        return _train_zoom(splits, tc, out, zoom_canvas, bool(hooks), options)
     saved = train_model(splits, tc, hooks, **options)
     saved.meta["data"] = data  # what --data said, so later commands can default to it
-    save_model(saved, out)
+    with atomic_output(out) as staging:
+        save_model(saved, staging)
     console.print(f"test accuracy {saved.meta['metrics']['test_accuracy']:.4f}; model written to {out}")
 
 
@@ -116,7 +124,8 @@ def _train_zoom(splits, tc, out: Path, canvas: int, has_hooks: bool, options: di
     from trusttango.detect.zoom import train_and_save_zoom
 
     require(not has_hooks, "--zoom: cannot be combined with --dp or --defence")
-    metrics = train_and_save_zoom(splits, tc, out, canvas, **options)
+    with atomic_output(out) as staging:
+        metrics = train_and_save_zoom(splits, tc, staging, canvas, **options)
     console.print(f"zoom-in test accuracy {metrics['test_accuracy']:.4f}; model written to {out}")
 
 
@@ -124,16 +133,18 @@ def evaluate_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset to evaluate on (its test split)."),
     out: Path = typer.Option(Path("runs/eval"), help="Folder for metrics.json and confusion.png."),
+    force: bool = FORCE_OPTION,
     seed: int = typer.Option(0, help="Seed of the split (user data)."),
 ) -> None:
     """Accuracy, per-class precision/recall and a confusion-matrix PNG on the test split."""
     from trusttango.evaluate import evaluate, plot_confusion
 
+    check_output(out, force, [model, data])
     loaded = load_model_and_data(model, data, seed=seed)
     result = evaluate(loaded.model, loaded.data)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
-    plot_confusion(result, out / "confusion.png")
+    with atomic_output(out) as staging:
+        (staging / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+        plot_confusion(result, staging / "confusion.png")
     table = Table("class", "precision", "recall", "support", title=f"accuracy {result.accuracy:.4f}")
     for name, p, r, s in zip(result.class_names, result.precision, result.recall, result.support, strict=False):
         table.add_row(name, f"{p:.3f}", f"{r:.3f}", str(s))
@@ -145,6 +156,7 @@ def predict(
     model: Path = model_argument(),
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders of images."),
     out: Path = typer.Option(Path("predictions.csv"), help="CSV to write: file, class, probabilities."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """Predict the class of image files (or every image in folders) into a CSV."""
     from trusttango.data import load_images
@@ -152,11 +164,11 @@ def predict(
     from trusttango.evaluate import predict_proba
     from trusttango.models import load_model
 
+    check_output(out, force, [model, *inputs], kind="file")
     saved = load_model(model_dir(model))
     files = image_files(inputs)
     probs = predict_proba(saved.model, load_images(files, saved.config.input_shape)).numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
+    with atomic_output(out, kind="file") as staging, staging.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "class", *[f"p_{c}" for c in saved.class_names]])
         for f, p in zip(files, probs, strict=False):

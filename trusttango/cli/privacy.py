@@ -10,6 +10,7 @@ import typer
 import yaml
 
 from trusttango.cli._common import (
+    FORCE_OPTION,
     check_compatible,
     console,
     data_option,
@@ -19,6 +20,7 @@ from trusttango.cli._common import (
     recorded_data,
 )
 from trusttango.errors import InputError, require
+from trusttango.outputs import atomic_output, check_output
 
 
 def _read_mapping(path: Path, option: str) -> dict:
@@ -73,6 +75,7 @@ def anonymize_cmd(
     l_div: int = typer.Option(0, "--l", help="Also make each class distinct l-diverse on the first sensitive column."),
     t_close: float = typer.Option(0.0, "--t", help="Also make each class t-close on the first sensitive column."),
     out: Path = typer.Option(Path("released.csv"), help="Released CSV to write (the input is never modified)."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """k-anonymise a table with Mondrian (categorical QIs up their hierarchies), report information
     loss (NCP), and run a linkage attack. Every column must be declared: identifier (dropped),
@@ -84,15 +87,15 @@ def anonymize_cmd(
     require(len(quasi) > 0, "--qi: give the quasi-identifier columns (or a --spec file)")
     roles = {role: declared.get(role) or items(given) for role, given in
              [("sensitive", sensitive), ("identifiers", identifiers), ("insensitive", insensitive)]}  # fmt: skip
-    require(table in ("lecture", "adult") or out.resolve() != Path(table).resolve(), f"--out {out}: is the input table")
+    check_output(out, force, [table, spec], kind="file")
     frame = read_table(table)
     result = anonymize(
         frame, k, quasi, roles["sensitive"], roles["identifiers"], l_div or None, _hierarchies(declared, hierarchies),
         t_close or None, roles["insensitive"],
     )  # fmt: skip
     before, after = release_linkage(frame, result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.table.to_csv(out, index=False)
+    with atomic_output(out, kind="file") as staging:
+        result.table.to_csv(staging, index=False)
     console.print(describe(result))
     for name in result.likely_identifiers:
         console.print(f"warning: column {name!r} is unique per row, a likely identifier; declare it --identifiers")
