@@ -83,8 +83,9 @@ def test_a_failed_write_leaves_the_previous_output_as_it_was(tmp_path, kind):
 
 
 def test_commands_refuse_to_overwrite_and_keep_what_was_written(model_dir, tmp_path, monkeypatch, capsys):
-    """train over an existing model, evaluate into its own model folder, predict over one of its
-    images, anonymize over its input: exit 2, one line, the guarded files byte-identical."""
+    """train over an existing model, evaluate (attack, robustness, membership, fairness, cleverhans)
+    into the model's own folder, predict over one of its images, anonymize or randomise over the
+    input table, --force or not: exit 2, one line, the guarded files byte-identical."""
     from PIL import Image
 
     image = tmp_path / "img.png"
@@ -97,6 +98,17 @@ def test_commands_refuse_to_overwrite_and_keep_what_was_written(model_dir, tmp_p
         (["evaluate", str(model_dir), "--data", "digits", "--out", str(model_dir)], "the input"),
         (["predict", str(model_dir), str(image), "--out", str(image), "--force"], "the input"),
         (["anonymize", "--data", str(table), "--k", "2", "--qi", "age", "--out", str(table), "--force"], "the input"),
+        (["randomized-response", "--data", str(table), "--column", "sex", "--out", str(table), "--force"], "the input"),
+        *[
+            ([command, str(model_dir), "--data", "digits", "--out", str(model_dir), "--force", *extra], "the input")
+            for command, extra in (
+                ("attack", []),
+                ("robustness", []),
+                ("membership", []),
+                ("fairness", []),
+                ("cleverhans", ["--region", "0,0,2,2"]),
+            )
+        ],
     ]
     for args, message in cases:
         code, lines = _cli(args, monkeypatch, capsys)

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.cli._common import console, data_option, items, load_model_and_data, model_argument
+from trusttango.cli._common import FORCE_OPTION, console, data_option, items, load_model_and_data, model_argument
 from trusttango.errors import InputError
+from trusttango.outputs import atomic_output, check_output
 
 
 def _print_report(report, name: str, positive: int) -> None:
@@ -36,12 +37,14 @@ def fairness(
     n_boot: int = typer.Option(200, min=0, help="Bootstrap resamples for the confidence intervals."),
     min_group: int = typer.Option(30, min=1, help="Groups smaller than this are flagged as too small."),
     out: Path = typer.Option(Path("runs/fairness"), help="Folder for fairness.json and balance.png."),
+    force: bool = FORCE_OPTION,
     seed: int = typer.Option(0),
 ) -> None:
     """Per-group accuracy, FPR/FNR, selection rate, calibration and fairness gaps with bootstrap CIs."""
     from trusttango.fairness.audit import attach_groups, balance_table, plot_balance, read_groups
     from trusttango.fairness.subgroups import model_subgroups
 
+    check_output(out, force, [model, data, groups])
     loaded = load_model_and_data(model, data, split, seed)
     ds = loaded.data
     table = read_groups(groups, len(ds)) if groups else None
@@ -51,11 +54,11 @@ def fairness(
     report = model_subgroups(
         loaded.model, ds, table, cols, positive=positive, n_boot=n_boot, min_group=min_group, seed=seed
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fairness.json").write_text(json.dumps(report.to_dict(), indent=2))
     if table is not None:
         ds = attach_groups(ds, table, cols)
-    plot_balance(balance_table(ds, cols), out / "balance.png")
+    with atomic_output(out) as staging:
+        (staging / "fairness.json").write_text(json.dumps(report.to_dict(), indent=2))
+        plot_balance(balance_table(ds, cols), staging / "balance.png")
     _print_report(report, ds.name, positive)
     console.print(f"written {out / 'fairness.json'} and {out / 'balance.png'}")
 
@@ -67,17 +70,19 @@ def cleverhans(
     split: str = typer.Option("test", help="train | val | test"),
     max_examples: int = typer.Option(1000, min=1),
     out: Path = typer.Option(Path("runs/cleverhans"), help="Folder for cleverhans.json."),
+    force: bool = FORCE_OPTION,
     seed: int = typer.Option(0),
 ) -> None:
     """Attribution share on the region and prediction change when it is in-painted away."""
     from trusttango.fairness.cleverhans import clever_hans_check, parse_region, region_mask
 
+    check_output(out, force, [model, data])
     loaded = load_model_and_data(model, data, split, seed)
     box = parse_region(region)
     region_mask(loaded.data.input_shape, box)
     report = clever_hans_check(loaded.model, loaded.data, region=box, max_examples=max_examples)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cleverhans.json").write_text(json.dumps(report.to_dict(), indent=2))
+    with atomic_output(out) as staging:
+        (staging / "cleverhans.json").write_text(json.dumps(report.to_dict(), indent=2))
     view = Table("metric", "value", title="Clever Hans check " + ("[red]FLAGGED[/red]" if report.flagged else "passed"))
     for key, value in report.to_dict().items():
         view.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))

@@ -109,19 +109,21 @@ def membership_cmd(
     n: int = typer.Option(2000, min=10, help="Members (train split) and non-members (test split) to score, each."),
     seed: int = typer.Option(0, help="Seed of the split (user data) and of the sample."),
     out: Path = typer.Option(Path("runs/membership"), help="Folder for roc.png and membership.json."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """Membership-inference audit (Yeom loss threshold): AUC and advantage, with a ROC PNG."""
     from trusttango.data import load_data
     from trusttango.models import load_model
     from trusttango.privacy.audits import loss_threshold_attack, plot_roc, sample_members
 
+    check_output(out, force, [model, data])
     saved = load_model(model_dir(model))
     splits = load_data(recorded_data(saved, data, model), seed=seed)
     check_compatible(saved, splits.test)
     result = loss_threshold_attack(saved.model, *sample_members(splits.train, splits.test, n, seed))
-    out.mkdir(parents=True, exist_ok=True)
-    plot_roc([result], out / "roc.png")
-    (out / "membership.json").write_text(json.dumps(result.summary(), indent=2))
+    with atomic_output(out) as staging:
+        plot_roc([result], staging / "roc.png")
+        (staging / "membership.json").write_text(json.dumps(result.summary(), indent=2))
     console.print(result.interpretation())
     console.print(f"written {out / 'roc.png'} and {out / 'membership.json'}")
 
@@ -132,17 +134,19 @@ def randomized_response_cmd(
     epsilon: float = typer.Option(1.0, help="Local differential privacy of each answer."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("randomized.csv"), help="CSV to write with the column randomised."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """Randomised response on one binary column, and the unbiased estimate of its true rate with a 95 % CI."""
     from trusttango.privacy.dp import randomized_response as rr
     from trusttango.privacy.release import read_table
 
+    check_output(out, force, [table], kind="file")
     frame = read_table(str(table))
     require(column in frame.columns, f"--column {column!r} not in {table} (columns: {', '.join(frame.columns)})")
     released = frame.copy()
     released[column] = rr.randomize(frame[column].to_numpy(), epsilon, seed).astype(int)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    released.to_csv(out, index=False)
+    with atomic_output(out, kind="file") as staging:
+        released.to_csv(staging, index=False)
     console.print(str(rr.estimate(released[column].to_numpy(), epsilon)))
     console.print(f"written {out}")
 

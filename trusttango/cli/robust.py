@@ -9,8 +9,18 @@ from pathlib import Path
 
 import typer
 
-from trusttango.cli._common import ATTACK_HELP, console, data_option, first, floats, load_model_and_data, model_argument
+from trusttango.cli._common import (
+    ATTACK_HELP,
+    FORCE_OPTION,
+    console,
+    data_option,
+    first,
+    floats,
+    load_model_and_data,
+    model_argument,
+)
 from trusttango.errors import require
+from trusttango.outputs import atomic_output, check_output
 
 
 def attack(
@@ -24,6 +34,7 @@ def attack(
     preset: str = typer.Option(None, help="autoattack only: standard (default) | fast."),
     n: int = typer.Option(500, help="Test examples to attack."),
     out: Path = typer.Option(Path("runs/attack"), help="Folder for attack.json and examples.png."),
+    force: bool = FORCE_OPTION,
     seed: int = typer.Option(0),
 ) -> None:
     """Attack a model on test data: clean vs robust accuracy, success rate, norms, an examples PNG."""
@@ -32,6 +43,7 @@ def attack(
     from trusttango.robust import ATTACKS, attack_report, make_attack, plot_examples
 
     require(attack in ATTACKS, f"--attack: expected one of {', '.join(ATTACKS)}, got {attack!r}")
+    check_output(out, force, [model, data])
     loaded = load_model_and_data(model, data, seed=seed)
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
@@ -44,14 +56,11 @@ def attack(
     if ensemble is not None:
         summary["ensemble"] = ensemble.to_dict()
         _print_ensemble(ensemble)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "attack.json").write_text(json.dumps(summary, indent=2))
-    order = report.successful_first()
-    result = report.result
-    plot_examples(
-        x[order], result.x_adv[order], y[order], result.predictions[order], loaded.saved.class_names,
-        out / "examples.png",
-    )  # fmt: skip
+    order, result = report.successful_first(), report.result
+    with atomic_output(out) as staging:
+        (staging / "attack.json").write_text(json.dumps(summary, indent=2))
+        plot_examples(x[order], result.x_adv[order], y[order], result.predictions[order], loaded.saved.class_names,
+                      staging / "examples.png")  # fmt: skip
     console.print(
         f"clean accuracy {report.clean_accuracy:.4f}, robust accuracy {report.robust_accuracy:.4f} "
         f"({attack}, eps {eps} {norm}); written {out / 'attack.json'} and {out / 'examples.png'}"
@@ -86,6 +95,7 @@ def robustness(
     restarts: int = typer.Option(5, help="PGD random restarts per budget."),
     ara_steps: int = typer.Option(100, help="Steps of the minimum-norm (DDN) attack for ARA."),
     out: Path = typer.Option(Path("runs/robustness"), help="Folder for robustness.json, curves.png, ara.png."),
+    force: bool = FORCE_OPTION,
     seed: int = typer.Option(0),
 ) -> None:
     """Robust accuracy under AutoAttack (the field's standard evaluation) with its per-attack table;
@@ -97,6 +107,7 @@ def robustness(
     from trusttango.robust import AutoAttack, MinNormL2, ara, plot_ara, plot_curves, robustness_curve
 
     threat_model(data or "", eps, norm)  # bad --eps / --norm refused before any long work
+    check_output(out, force, [model, data])
     budgets = {"linf": floats(linf, "--linf"), "l2": floats(l2, "--l2")}
     loaded = load_model_and_data(model, data, seed=seed)
     threat = threat_model(recorded_data(loaded.saved, data, model), eps, norm)
@@ -109,12 +120,12 @@ def robustness(
         robustness_curve(net, x, y, eps, norm=norm, steps=steps, restarts=restarts) for norm, eps in budgets.items()
     ]
     score = ara(net, x, y, MinNormL2(net, steps=ara_steps))
-    out.mkdir(parents=True, exist_ok=True)
     autoattack = {**ensemble.to_dict(), "eps_source": threat.source}
     doc = {"autoattack": autoattack, "curves": [c.to_dict() for c in curves], "ara": score.to_dict()}
-    (out / "robustness.json").write_text(json.dumps(doc, indent=2))
-    plot_curves(curves, out / "curves.png")
-    plot_ara({model.name: score}, out / "ara.png")
+    with atomic_output(out) as staging:
+        (staging / "robustness.json").write_text(json.dumps(doc, indent=2))
+        plot_curves(curves, staging / "curves.png")
+        plot_ara({model.name: score}, staging / "ara.png")
     for c in curves:
         points = zip(c.eps, c.accuracy, strict=True)
         console.print(f"{c.norm}: " + ", ".join(f"eps {e:g} acc {a:.3f}" for e, a in points))
