@@ -43,11 +43,11 @@ def _writable_ancestor(out: Path) -> Path:
 
 def check_output(out: Path, force: bool, inputs: Iterable[Path | str | None] = (), kind: Kind = "dir") -> Path:
     """Refuse ``out`` (a folder, or a file for ``kind="file"``) before any work, in one line
-    naming what is wrong; returns it. ``inputs``: the paths the command reads (None and names
-    that are not paths, such as a built-in dataset, are skipped)."""
+    naming what is wrong; returns it. ``inputs``: the paths the command reads (None, empty
+    strings and names that are not paths, such as a built-in dataset, are skipped)."""
     out = Path(out)
     for source in inputs:
-        if source is not None and Path(source).exists():
+        if source and Path(source).exists():  # None, "" (not given) and built-in names are not paths
             require(not _related(out, Path(source)), f"--out {out}: it is (or holds) the input {source}; write "
                     "elsewhere")  # fmt: skip
     if kind == "dir":

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.cli._common import check_compatible, console, items, model_argument, model_dir
+from trusttango.cli._common import FORCE_OPTION, check_compatible, console, items, model_argument, model_dir
 from trusttango.errors import require
+from trusttango.outputs import atomic_output, check_output
 
 FILES_HELP = "Image files and/or folders of images (or give --data)."
 DATA_HELP = "A dataset (built-in name, image folder, .npz or IDX file): its first --limit test examples."
@@ -57,6 +58,7 @@ def explain(
     target: str = typer.Option("", help="Class to explain, name or index (default: each input's predicted class)."),
     layer: str = typer.Option("", help="Layer of the CAM methods, a module name (default: the last conv layer)."),
     out: Path = typer.Option(Path("runs/explain"), help="Folder for the PNG overlays and scores.json."),
+    force: bool = FORCE_OPTION,
     limit: int = typer.Option(16, min=1, help="At most this many inputs."),
     compare: bool = typer.Option(False, "--compare", help="Also write the metrics table compare.csv / compare.json."),
     seed: int = typer.Option(0, help="Seed of the random draws (SmoothGrad noise, perturbation jitter)."),
@@ -69,6 +71,7 @@ def explain(
     from trusttango.models import load_model
 
     factories = methods(items(method, "--method"), layer or None)
+    check_output(out, force, [model, data, *(files or [])])
     saved = load_model(model_dir(model))
     net = saved.model.eval()
     if layer:
@@ -76,14 +79,14 @@ def explain(
     k = _class_index(target, saved.class_names) if target else None
     names, x = _inputs(saved, files, data, limit)
     result = explain_inputs(net, x, factories, k)
-    for i, name in enumerate(names):
-        save_overlays(x[i], result.maps(i), out / f"{name}.png", result.title(i, name, saved.class_names))
     records = [result.record(i, name, saved.class_names) for i, name in enumerate(names)]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scores.json").write_text(json.dumps(records, indent=2))
+    with atomic_output(out) as staging:
+        for i, name in enumerate(names):
+            save_overlays(x[i], result.maps(i), staging / f"{name}.png", result.title(i, name, saved.class_names))
+        (staging / "scores.json").write_text(json.dumps(records, indent=2))
+        if compare:
+            _write_comparison(net, x, result.target, factories, staging)
     console.print(f"{len(names)} overlays and scores.json written to {out}")
-    if compare:
-        _write_comparison(net, x, result.target, factories, out)
 
 
 def _write_comparison(net, x, target, factories: dict, out: Path) -> None:
@@ -111,6 +114,7 @@ def tcav(
     target: str = typer.Option(..., help="Class name or index whose logit is explained."),
     layer: str = typer.Option("", help="Layer name (default: the last conv layer)."),
     out: Path = typer.Option(Path("runs/tcav"), help="Folder for tcav.json and tcav.png."),
+    force: bool = FORCE_OPTION,
     limit: int = typer.Option(100, min=1, help="At most this many inputs and examples per folder."),
     alpha: float = typer.Option(0.05, help="Significance level of the two-sided t-test."),
     seed: int = typer.Option(0, help="Seed of the concept classifiers' training."),
@@ -125,6 +129,7 @@ def tcav(
 
     saved = load_model(model_dir(model))
     require(len(random) >= 3, f"--random: expected at least 3 folders of random images, got {len(random)}")
+    check_output(out, force, [model, data, *(files or []), *concept, *random])
     net = saved.model.eval()
     shape = tuple(saved.config.input_shape)
     k = _class_index(target, saved.class_names)
@@ -133,15 +138,15 @@ def tcav(
     randoms = [load_image_set(r, shape, limit) for r in random]
     examples = {c.name: load_image_set(c, shape, limit) for c in concept}
     results = {n: run_tcav(net, layer or None, x, k, ex, randoms, alpha) for n, ex in examples.items()}
-    out.mkdir(parents=True, exist_ok=True)
     record = {
         "target": saved.class_names[k],
         "layer": layer or "last conv",
         "inputs": len(x),
         "concepts": {n: r.to_dict() for n, r in results.items()},
     }
-    (out / "tcav.json").write_text(json.dumps(record, indent=2))
-    save_tcav_bars(results, out / "tcav.png", f"TCAV for {saved.class_names[k]} at {record['layer']}")
+    with atomic_output(out) as staging:
+        (staging / "tcav.json").write_text(json.dumps(record, indent=2))
+        save_tcav_bars(results, staging / "tcav.png", f"TCAV for {saved.class_names[k]} at {record['layer']}")
     table = Table("concept", "TCAV", "random", "p", "significant", title=f"TCAV: {saved.class_names[k]}")
     for n, r in results.items():
         table.add_row(n, f"{r.score:.3f}", f"{r.null_score:.3f}", f"{r.p_value:.3g}", "yes" if r.significant else "no")
