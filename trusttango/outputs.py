@@ -78,7 +78,10 @@ def atomic_output(out: Path, kind: Kind = "dir") -> Iterator[Path]:
         yield staging
         _replace(staging, out, kind)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
+        if staging.is_dir():
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            staging.unlink(missing_ok=True)
         raise
 
 

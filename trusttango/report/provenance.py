@@ -51,13 +51,16 @@ def sha256_tensors(*tensors: torch.Tensor) -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of the trusttango checkout this code runs from, or None (an installed package)."""
-    here = Path(__file__).resolve().parent
+    """The commit of the trusttango checkout this code runs from, or None: an installed package,
+    also one inside another project's repository (this file is then not tracked by it)."""
+    here = Path(__file__).resolve()
+    commands = (["ls-files", "--error-unmatch", here.name], ["rev-parse", "HEAD"])
     try:
-        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        done = [subprocess.run(["git", "-C", str(here.parent), *c], capture_output=True, text=True, timeout=10)
+                for c in commands]  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done[1].stdout.strip() if all(d.returncode == 0 for d in done) else None
 
 
 def _model_files(config: AuditConfig) -> dict[str, str]:
