@@ -337,3 +337,16 @@ def test_samplers_drive_a_real_search(digits, sampler):
     result = AnytimeSearch(digits, budget_s=5.0, sampler=sampler, space=space, prune=False).run()
     states = [t.state for t in result.study.trials]
     assert optuna.trial.TrialState.FAIL not in states and states.count(optuna.trial.TrialState.COMPLETE) >= 2
+
+
+@pytest.mark.parametrize("half_finished", [False, True], ids=["fresh", "stale-trial"])
+def test_workers_started_together_on_sqlite_all_succeed(digits, tmp_path, half_finished):
+    """Four workers set up one SQLite study at the same instant (before the storage lock: table
+    creation collided, and each of them failed and re-enqueued the killed worker's trial)."""
+    from storage_race import check_study, plant_stale_trial, start_together
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    stale = plant_stale_trial(digits, url) if half_finished else None
+    assert start_together(digits, url, 4) == ["ok"] * 4
+    trials = check_study(url, stale)
+    assert len(trials) == 4 + (2 if half_finished else 0)  # planted: a finished and a stale trial

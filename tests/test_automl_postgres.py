@@ -109,3 +109,16 @@ def test_two_workers_share_a_study_survive_a_kill_and_resume(postgres_url, tmp_p
     assert len(final) > len(after) and all(final.get(n) == v for n, v in after.items())
     states = [t.state for t in optuna.load_study(study_name="shared", storage=open_storage(postgres_url)).trials]
     assert optuna.trial.TrialState.RUNNING not in states  # the killed worker's trial was failed by heartbeat
+
+
+@pytest.mark.parametrize("half_finished", [False, True], ids=["fresh", "stale-trial"])
+def test_workers_started_together_on_postgres_all_succeed(digits, postgres_url, half_finished):
+    """Four workers set up one study on a fresh (or half-finished) PostgreSQL database at the
+    same instant (before the advisory lock: "cannot connect (IntegrityError)" as Optuna's
+    table creation collided); a killed worker's trial is failed and retried exactly once."""
+    from storage_race import check_study, plant_stale_trial, start_together
+
+    stale = plant_stale_trial(digits, postgres_url) if half_finished else None
+    assert start_together(digits, postgres_url, 4) == ["ok"] * 4
+    trials = check_study(postgres_url, stale)
+    assert len(trials) == 4 + (2 if half_finished else 0)  # planted: a finished and a stale trial

@@ -28,7 +28,7 @@ from torch import nn
 
 from trusttango.automl.alc import T_DEFAULT, LearningCurve
 from trusttango.automl.space import SearchSpace, quick_configs, space_for, suggest, to_configs
-from trusttango.automl.storage import fail_stale_trials, open_storage, worker_id
+from trusttango.automl.storage import fail_stale_trials, open_storage, storage_lock, worker_id
 from trusttango.data.base import LabelledDataset, Splits, stratified_indices
 from trusttango.errors import InputError, require
 from trusttango.evaluate import predict_proba
@@ -289,23 +289,28 @@ class AnytimeSearch:
         study first runs the warm-start configurations (if asked), then the default point."""
         directions = ["maximize", "maximize"] if self.multi_objective else ["maximize"]
         storage = open_storage(self.storage_url)
-        study = optuna.create_study(
-            storage=storage,
-            study_name=self.study_name,
-            sampler=self.sampler,
-            pruner=self.pruner,
-            directions=directions,
-            load_if_exists=True,
-        )
-        fail_stale_trials(study, storage)
-        if not study.trials:
-            from trusttango.automl.meta import meta_features, warm_start
-
-            study.set_user_attr("meta_features", meta_features(self.splits.train))
-            if self.warm_start:  # experience first: the best configurations of the most similar studies
-                study.set_user_attr("warm_start_from", warm_start(study, storage, self.warm_start))
-            study.enqueue_trial(self.space.default, skip_if_exists=True)
+        with storage_lock(self.storage_url):  # workers started together set up the study one at a time
+            study = optuna.create_study(
+                storage=storage,
+                study_name=self.study_name,
+                sampler=self.sampler,
+                pruner=self.pruner,
+                directions=directions,
+                load_if_exists=True,
+            )
+            fail_stale_trials(study, storage)
+            if not study.trials:
+                self._first_trials(study, storage)
         return study
+
+    def _first_trials(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+        """A new study's meta-features and first trials: warm-start configurations, then the default."""
+        from trusttango.automl.meta import meta_features, warm_start
+
+        study.set_user_attr("meta_features", meta_features(self.splits.train))
+        if self.warm_start:  # experience first: the best configurations of the most similar studies
+            study.set_user_attr("warm_start_from", warm_start(study, storage, self.warm_start))
+        study.enqueue_trial(self.space.default, skip_if_exists=True)
 
     def run(self) -> SearchResult:
         """Run trials until the budget is spent; return the :class:`SearchResult`."""

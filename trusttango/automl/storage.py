@@ -3,9 +3,13 @@ journal file (``journal:PATH``), or any SQLAlchemy URL (PostgreSQL for many mach
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import socket
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -14,6 +18,7 @@ from sqlalchemy.engine import make_url
 from trusttango.errors import InputError
 
 HEARTBEAT_S = 5  # a killed worker's running trial is marked failed after ~2 missed beats
+_ADVISORY_KEY = zlib.crc32(b"trusttango.automl")  # one PostgreSQL advisory lock per database
 
 
 def masked(url: str) -> str:
@@ -39,23 +44,83 @@ def _with_driver(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open (creating tables if needed) the storage at ``url``; one-line InputError if it cannot connect."""
+def _connect_args(kind: str) -> dict[str, int]:
+    return {"timeout": 30} if kind == "sqlite" else {"connect_timeout": 10} if kind == "postgresql" else {}
+
+
+def _local_file(url: str) -> Path | None:
+    """The file behind a journal or SQLite URL (None for in-memory SQLite and server databases)."""
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:"))
+    parsed = make_url(url)
+    on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    return Path(parsed.database) if on_disk else None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".workers.lock"), "a") as handle:  # not Optuna's journal ".lock"
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        yield
+
+
+@contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        _with_driver(url), poolclass=sqlalchemy.pool.NullPool, connect_args=_connect_args("postgresql")
+    )
+    try:
+        with engine.connect() as conn:  # a session lock: PostgreSQL drops it when a killed worker's connection closes
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _ADVISORY_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_KEY})
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """Hold the lock every trusttango worker of the storage at ``url`` takes before it creates
+    tables, creates or loads the study, or fails stale trials, so that workers started at the
+    same instant do these one at a time: a lock file beside a journal or SQLite file (``flock``),
+    a session-level advisory lock on PostgreSQL. Other databases get no lock: there only
+    Optuna's own row locks apply. Not reentrant: never nest two ``storage_lock`` of one URL."""
+    path = _local_file(url)
+    if path is not None:
+        with _file_lock(path):
+            yield
+    elif make_url(url).get_backend_name() == "postgresql":
+        with _advisory_lock(url):
+            yield
+    else:
+        yield
+
+
+def _open(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    kind = make_url(url).get_backend_name()
+    return optuna.storages.RDBStorage(
+        _with_driver(url),
+        engine_kwargs={"connect_args": _connect_args(kind), "pool_pre_ping": True},
+        heartbeat_interval=None if kind == "sqlite" else HEARTBEAT_S,
+        grace_period=None if kind == "sqlite" else 2 * HEARTBEAT_S,
+    )
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open (creating tables if needed, under :func:`storage_lock`) the storage at ``url``;
+    one-line InputError if it cannot connect."""
     try:
-        kind = make_url(url).get_backend_name()
-        connect = {"timeout": 30} if kind == "sqlite" else {"connect_timeout": 10} if kind == "postgresql" else {}
-        return optuna.storages.RDBStorage(
-            _with_driver(url),
-            engine_kwargs={"connect_args": connect, "pool_pre_ping": True},
-            heartbeat_interval=None if kind == "sqlite" else HEARTBEAT_S,
-            grace_period=None if kind == "sqlite" else 2 * HEARTBEAT_S,
-        )
+        with storage_lock(url):
+            return _open(url)
     except Exception as err:  # SQLAlchemy / driver errors carry multi-line messages (and maybe the password)
         raise InputError(f"storage {masked(url)}: cannot connect ({type(err).__name__})") from None
 
@@ -82,15 +147,20 @@ def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage)
     """Mark FAIL the RUNNING trials whose worker process on this machine no longer exists
     (a killed worker; SQLite and journal files have no heartbeat), and enqueue their
     parameters once again, as Optuna's ``RetryFailedTrialCallback`` does. Returns their numbers.
-    Trials of workers on other machines are left to the RDB heartbeat (:data:`HEARTBEAT_S`)."""
+    Trials of workers on other machines are left to the RDB heartbeat (:data:`HEARTBEAT_S`).
+    Call it under :func:`storage_lock`, so that each stale trial is failed and retried once."""
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         if not _dead_local_worker(worker):
             continue
-        storage.set_trial_user_attr(trial._trial_id, "error", f"worker {worker} died while running this trial")
-        if storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
-            failed.append(trial.number)
-            if trial.params and "retry_of" not in trial.user_attrs:
-                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "error", f"worker {worker} died while running this trial")
+            if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # the RDB heartbeat of another worker failed it first
+            continue
+        failed.append(trial.number)
+        if trial.params and "retry_of" not in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
     return failed
