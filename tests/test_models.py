@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from trusttango.errors import InputError
 from trusttango.models import ModelConfig, build_model, config_for, load_model, save_model
@@ -134,3 +136,41 @@ def test_folded_batchnorm_leaves_hooked_or_norm_free_models_alone():
 def test_folded_batchnorm_does_not_fold_batch_statistics():
     model = _trained_bn_model().train()  # training mode: BatchNorm normalises by the batch's own statistics
     assert FoldedBatchNorm(model)() is model
+
+
+def _corrupt_config(directory, change) -> None:
+    path = directory / "config.json"
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["model"].update(num_classes="10"), r"config.json: model.num_classes: .*integer, got \"10\""),
+        (lambda d: d.pop("model"), r"config.json: model: Field required"),
+        (lambda d: d.pop("class_names"), r"config.json: class_names: Field required"),
+        (lambda d: d.update(class_names=["a", "b", "c"]), r"config.json: class_names: 3 names for a model of 10"),
+        (lambda d: d["model"].update(input_shape=[1, "8", 8]), r"config.json: model.input_shape.1: .*integer"),
+        (lambda d: d["model"].update(colour=True), r"config.json: model.colour: unknown field"),
+    ],
+    ids=["type", "no-model", "no-names", "names-count", "shape-item", "unknown"],
+)
+def test_a_bad_config_json_names_file_and_field(tmp_path, change, message):
+    cfg = config_for((1, 8, 8), 10, depth=2)
+    save_model(SavedModel(build_model(cfg, seed=0), cfg, [str(i) for i in range(10)]), tmp_path)
+    _corrupt_config(tmp_path, change)
+    with pytest.raises(InputError, match=message):
+        load_model(tmp_path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    cfg = config_for((1, 8, 8), 10, depth=2)
+    save_model(SavedModel(build_model(cfg, seed=0), cfg, [str(i) for i in range(10)]), tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    name = next(k for k, v in state.items() if v.is_floating_point() and k.endswith("weight"))
+    state[name].view(-1)[0] = float("nan")
+    save_file(state, tmp_path / "model.safetensors")
+    with pytest.raises(InputError, match=f"model.safetensors: tensor '{re.escape(name)}' holds NaN"):
+        load_model(tmp_path)

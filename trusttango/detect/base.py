@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from trusttango.errors import InputError, require
+from trusttango.schema import read
 from trusttango.torchutil import check_batch
 
 FORMAT = "trusttango-detector/3"
@@ -199,12 +200,7 @@ def read_detector(path: str | Path, model: nn.Module, registry: dict[str, type[D
     path = Path(path)
     file = path / FILE if path.is_dir() else path
     require(file.is_file(), f"{path}: not a detector folder ({FILE} missing)")
-    try:
-        document = DetectorFile.model_validate_json(file.read_text())
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "file"
-        raise InputError(f"{file}: {where}: {first['msg']}") from None
+    document = read(DetectorFile, file)
     require(
         document.detector in registry, f"{file}: unknown detector {document.detector!r}; known: {', '.join(registry)}"
     )

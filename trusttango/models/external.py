@@ -27,6 +27,7 @@ from torch import nn
 
 from trusttango.errors import InputError, require
 from trusttango.models.io import SavedModel, load_state
+from trusttango.schema import first_error, read
 
 SPEC_FILE = "model_spec.json"
 WRAPPERS = ("state_dict", "model_state_dict", "model")  # checkpoint keys that hold the state dict
@@ -68,7 +69,7 @@ class ModelSpec(BaseModel):
         try:
             return cls(**fields)
         except ValidationError as err:
-            raise InputError(f"model spec: {_first_error(err)}") from None
+            raise InputError(f"model spec: {first_error(err)}") from None
 
     def write(self, folder: Path) -> Path:
         """Write ``folder/model_spec.json``; returns its path."""
@@ -79,16 +80,7 @@ class ModelSpec(BaseModel):
     @classmethod
     def read(cls, path: Path) -> ModelSpec:
         """A validated spec from ``path``; a bad field is named in a one-line :class:`InputError`."""
-        try:
-            return cls.model_validate_json(Path(path).read_text())
-        except ValidationError as err:
-            raise InputError(f"{path}: {_first_error(err)}") from None
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"].removeprefix("Value error, ")
+        return read(cls, path)
 
 
 class PixelSpace(nn.Module):

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trusttango.errors import InputError, require
 from trusttango.models.unified import ModelConfig, UnifiedModel, build_model
+from trusttango.schema import read
 
 FORMAT = "trusttango-model/1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -88,6 +90,22 @@ def save_model(saved: SavedModel, directory: str | Path) -> Path:
     return directory
 
 
+class ModelDocument(BaseModel):
+    """The schema of a unified model's ``config.json``; other fields are metadata (seed, versions, metrics)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    format: str
+    model: ModelConfig
+    class_names: list[str]
+
+    @model_validator(mode="after")
+    def _one_name_per_output(self) -> ModelDocument:
+        count, outputs = len(self.class_names), self.model.num_classes
+        require(count == outputs, f"class_names: {count} names for a model of {outputs} outputs")
+        return self
+
+
 Loader = Callable[[Path, "str | torch.device"], SavedModel]
 LOADERS: dict[str, Loader] = {}  # registered at run time (register_format)
 FORMAT_GROUP = "trusttango.model_formats"  # entry-point group of installed formats
@@ -134,10 +152,10 @@ def read_config(directory: str | Path, formats: tuple[str, ...] | None = None) -
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
     """Rebuild the model in ``directory`` and load its weights (eval mode); another format
     (an installed entry point or :func:`register_format`) is read by its own loader."""
-    document = read_config(directory)
-    if document["format"] != FORMAT:
-        return _loader(document["format"])(Path(directory), device)
-    cfg = ModelConfig.from_dict(document["model"])
+    if read_config(directory)["format"] != FORMAT:
+        return _loader(read_config(directory)["format"])(Path(directory), device)
+    document = read(ModelDocument, Path(directory) / CONFIG)
+    cfg = document.model
     model = build_model(cfg, seed=None)
     weights = Path(directory) / WEIGHTS
     require(weights.exists(), f"{weights}: missing")
@@ -146,13 +164,13 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Sav
     except (SafetensorError, OSError) as err:
         raise InputError(f"{weights}: corrupt weights file ({err})") from None
     load_state(model, state, weights)
-    meta = {k: v for k, v in document.items() if k not in ("format", "model", "class_names")}
-    return SavedModel(model.to(device).eval(), cfg, document["class_names"], meta)
+    return SavedModel(model.to(device).eval(), cfg, document.class_names, dict(document.model_extra or {}))
 
 
 def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path, against: str = "config.json") -> None:
     """Load ``state`` into ``model`` strictly; an :class:`InputError` naming the first tensor that
-    is missing, unexpected or of the wrong shape (``against``: what defined the model)."""
+    is missing, unexpected, of the wrong shape (``against``: what defined the model) or holds a
+    NaN or an infinity (a diverged training run: its outputs would mean nothing)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -167,4 +185,7 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path, a
         raise InputError(
             f"{where}: tensor {key!r} has shape {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
         )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise InputError(f"{source}: tensor {broken[0]!r} holds NaN or infinite values ({len(broken)} in all)")
     model.load_state_dict(state)

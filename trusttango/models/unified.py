@@ -14,7 +14,7 @@ and ``ModelConfig.fusion``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import nn
 from trusttango.errors import InputError, require
 from trusttango.models.backbones import backbone_spec
 from trusttango.models.layers import activation
+from trusttango.schema import STRICT, validate
 
 AUGMENTATIONS = ("none", "shift", "flip_shift", "speech")  # speech: audio only (trusttango.models.audio)
 
@@ -30,6 +31,8 @@ AUGMENTATIONS = ("none", "shift", "flip_shift", "speech")  # speech: audio only 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model; serialised as JSON next to its weights."""
+
+    __pydantic_config__ = STRICT  # read back by trusttango.schema: strict types, no unknown fields
 
     num_classes: int
     input_shape: tuple[int, ...] = (1, 28, 28)  # one raw example, as the data gives it
@@ -54,13 +57,9 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        require(not unknown, f"model config: unknown field(s) {', '.join(unknown)}")
-        cfg = cls(**data)
-        cfg.input_shape = tuple(cfg.input_shape)
-        return cfg
+    def from_dict(cls, data: dict, source: object = "model config") -> ModelConfig:
+        """``data`` (parsed JSON) validated field by field; ``source`` names it in the error."""
+        return validate(cls, data, source)
 
 
 class ImagePreprocess(nn.Module):
