@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -350,3 +351,32 @@ def test_workers_started_together_on_sqlite_all_succeed(digits, tmp_path, half_f
     assert start_together(digits, url, 4) == ["ok"] * 4
     trials = check_study(url, stale)
     assert len(trials) == 4 + (2 if half_finished else 0)  # planted: a finished and a stale trial
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(top_k="3"), r"search.json: top_k: Input should be a valid integer, got \"3\""),
+        (lambda d: d.pop("sampler"), r"search.json: sampler: Field required"),
+        (lambda d: d["space"].update(widths=["wide"]), r"search.json: space: widths.0: Input should be a valid number"),
+        (lambda d: d.update(best={"trial": 0}), r"search.json: best.val_accuracy: Field required"),
+    ],
+    ids=["type", "missing", "space", "best"],
+)
+def test_resume_refuses_a_bad_search_json(tmp_path, change, message):
+    from dataclasses import asdict
+
+    from trusttango.automl.space import SearchSpace
+
+    record = dict(
+        data="digits", budget_s=10.0, sampler="random", storage=f"sqlite:///{tmp_path / 'study.db'}", study="automl",
+        objective="accuracy", top_k=3, warm_start=0, fgsm_eps=0.03, prune=True, seed=0, space=asdict(SearchSpace()),
+        best={"trial": 0, "val_accuracy": 0.9},
+    )  # fmt: skip
+    change(record)
+    (tmp_path / "search.json").write_text(json.dumps(record))
+    before = (tmp_path / "search.json").read_bytes()
+    proc = _cli("automl", "--resume", "--out", str(tmp_path), "--budget", "5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(message, proc.stderr) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert (tmp_path / "search.json").read_bytes() == before and not (tmp_path / "study.db").exists()

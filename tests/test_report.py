@@ -441,3 +441,21 @@ def test_fail_on_an_unknown_level_is_refused_before_any_work(tmp_path):
     proc = _audit_cli("--data", "digits", "--out", str(tmp_path / "r"), "--fail-on", "sometimes")
     assert proc.returncode == 2 and "--fail-on" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("budget: soon\n", r"budget: Input should be a valid number, got \"soon\""),
+        ("thresholds:\n  accuracy: high\n", r"thresholds.accuracy: Input should be a valid number"),
+        ("thresholds:\n  acuracy: 0.9\n", r"thresholds.acuracy: unknown field"),
+        ("n_attack: 2.5\n", r"n_attack: Input should be a valid integer"),
+        ("model_source:\n  arch: [resnet18]\n", r"model_source.arch: Input should be a valid string"),
+    ],
+    ids=["number", "nested-type", "nested-unknown", "integer", "source-type"],
+)
+def test_audit_config_fields_are_typed(tmp_path, text, message):
+    path = tmp_path / "audit.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=f"audit.yaml: {message}"):
+        AuditConfig.from_yaml(path)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import optuna
+from pydantic import BaseModel, ConfigDict
 
 from trusttango.automl.ensemble import compare
 from trusttango.automl.runner import SearchResult, Snapshot
@@ -18,8 +19,39 @@ from trusttango.errors import require
 from trusttango.evaluate import evaluate
 from trusttango.models import SavedModel, save_model
 from trusttango.plotting import save_figure, subplots
+from trusttango.schema import read
 
 SEARCH_JSON = "search.json"
+
+
+class BestTrial(BaseModel):
+    """``search.json``'s ``best``: the trial whose model is in ``best_model`` (more fields: results)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    trial: int
+    val_accuracy: float
+
+
+class SearchRecord(BaseModel):
+    """The schema of ``search.json`` as ``--resume`` reads it back: the run's settings and its
+    best trial (the other fields are results)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    data: str
+    budget_s: float
+    sampler: str
+    storage: str
+    study: str
+    objective: str
+    top_k: int
+    warm_start: int
+    fgsm_eps: float
+    prune: bool
+    seed: int
+    space: dict
+    best: BestTrial | None = None
 
 
 def saved_model(best: Snapshot, splits: Splits, settings: dict) -> SavedModel:
@@ -122,8 +154,8 @@ def resume_settings(resume: bool, out: Path, given: dict) -> dict:
             f"--resume: neither {record} nor {out / 'study.db'} found; run once without --resume first",
         )
         return given
-    settings = json.loads(record.read_text())
-    settings = {k: settings[k] for k in given if k in settings} | {"budget_s": given["budget_s"]}
+    recorded = read(SearchRecord, record).model_dump()
+    settings = {k: recorded[k] for k in given if k in recorded} | {"budget_s": given["budget_s"]}
     if given["storage"]:
         settings["storage"] = given["storage"]
     require("***" not in settings["storage"], "--resume: the recorded storage URL hides its password; give --storage")

@@ -19,6 +19,7 @@ from trusttango.errors import require
 from trusttango.models import BACKBONES, FUSIONS
 from trusttango.models.backbones import backbone_spec
 from trusttango.models.unified import AUGMENTATIONS
+from trusttango.schema import STRICT, validate
 from trusttango.train import OPTIMIZERS, SCHEDULES
 
 MAX_SIDE = 64  # kakaobrain: input capped at a 64x64 area
@@ -30,6 +31,8 @@ QUICK_EPOCHS = 10  # passes of the quick-start model over its subsample (its tim
 class SearchSpace:
     """Choices per parameter. ``side`` is the data's median spatial side; ``input_scale``
     multiplies it (capped at :data:`MAX_SIDE`, raised to the backbone's minimum)."""
+
+    __pydantic_config__ = STRICT  # read back from search.json by trusttango.schema
 
     modality: str = "image"
     side: int = 28
@@ -61,8 +64,9 @@ class SearchSpace:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> SearchSpace:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    def from_dict(cls, data: dict, source: object = "search space") -> SearchSpace:
+        """``data`` (parsed JSON) validated field by field; ``source`` names it in the error."""
+        return validate(cls, data, source)
 
 
 def median_side(data: LabelledDataset) -> int:

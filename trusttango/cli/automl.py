@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -37,11 +36,12 @@ def automl(
 ) -> None:
     """Search the unified architecture and training under budget T; write the best model,
     trials.csv, the learning curve with its ALC, and search.json."""
-    from trusttango.automl.results import resume_settings, write_results
+    from trusttango.automl.results import SearchRecord, resume_settings, write_results
     from trusttango.automl.runner import AnytimeSearch
     from trusttango.automl.space import SearchSpace, space_for
     from trusttango.automl.storage import default_url, masked
     from trusttango.data import load_data
+    from trusttango.schema import read
 
     given = dict(
         data=data, budget_s=budget, sampler=sampler, storage=storage, study=study, objective=objective,
@@ -49,7 +49,7 @@ def automl(
     )  # fmt: skip
     settings = resume_settings(resume, out, given)
     record = out / "search.json"
-    previous = json.loads(record.read_text()).get("best") if resume and record.exists() else None
+    previous = read(SearchRecord, record).model_dump()["best"] if resume and record.exists() else None
     out.mkdir(parents=True, exist_ok=True)
     settings["storage"] = settings["storage"] or default_url(out)
     splits = load_data(settings["data"], seed=settings["seed"])
@@ -57,7 +57,7 @@ def automl(
         names = tuple(items(backbones, "--backbones"))
         space = space_for(splits.train, backbones=names, epochs=(1, max_epochs))
     else:
-        space = SearchSpace.from_dict(settings["space"])
+        space = SearchSpace.from_dict(settings["space"], f"{record}: space")
     search = AnytimeSearch(
         splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
         settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],

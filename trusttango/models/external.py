@@ -27,7 +27,7 @@ from torch import nn
 
 from trusttango.errors import InputError, require
 from trusttango.models.io import SavedModel, load_state
-from trusttango.schema import first_error, read
+from trusttango.schema import STRICT, first_error, read
 
 SPEC_FILE = "model_spec.json"
 WRAPPERS = ("state_dict", "model_state_dict", "model")  # checkpoint keys that hold the state dict
@@ -215,6 +215,8 @@ class ModelSource:
     ``weights`` go with ``arch``, ``code`` or ``module``; ``num_classes`` defaults to the data's;
     ``class_names`` is a text file (one per line), default the data's.
     """
+
+    __pydantic_config__ = {**STRICT, "arbitrary_types_allowed": True}  # read from an audit YAML (trusttango.schema)
 
     arch: str | None = None
     code: str | None = None

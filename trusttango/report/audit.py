@@ -17,7 +17,7 @@ import tempfile
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,7 @@ from trusttango.report.verdicts import (
     robustness_verdict,
     threat_model,
 )
+from trusttango.schema import STRICT, validate
 from trusttango.torchutil import batched_forward
 from trusttango.train import resolve_device
 
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 @dataclass
 class Thresholds:
     """What counts as trustworthy (:mod:`trusttango.report.verdicts` says how each is used)."""
+
+    __pydantic_config__ = STRICT  # read from the audit's YAML by trusttango.schema
 
     accuracy: float = 0.85  # test accuracy
     robust_accuracy: float = 0.5  # accuracy under the AutoAttack ensemble at the data's stated budget
@@ -70,6 +73,8 @@ class Thresholds:
 @dataclass
 class AuditConfig:
     """Everything ``trusttango audit`` takes; also readable from a YAML file."""
+
+    __pydantic_config__ = {**STRICT, "arbitrary_types_allowed": True}  # (ModelSource.module: an nn.Module)
 
     data: str = "fashion-mnist"
     out: Path = Path("report")
@@ -101,25 +106,8 @@ class AuditConfig:
         except yaml.YAMLError as err:
             raise InputError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
         require(isinstance(raw, dict), f"{path}: expected a mapping of audit options")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        require(not unknown, f"{path}: unknown audit option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        thresholds = _nested(raw.pop("thresholds", None), Thresholds, path, "threshold")
-        source = _nested(raw.pop("model_source", None), ModelSource, path, "model_source option")
-        cfg = cls(**raw, thresholds=thresholds or Thresholds(), model_source=source)
-        cfg.out, cfg.model = Path(cfg.out), Path(cfg.model) if cfg.model else None
-        return cfg
-
-
-def _nested(raw: object, cls: type, path: Path, what: str) -> object | None:
-    """The dataclass ``cls`` from the YAML mapping ``raw`` (None: not given); unknown keys named."""
-    if raw is None:
-        return None
-    require(isinstance(raw, dict), f"{path}: expected a mapping of {what}s")
-    bad = sorted(set(raw) - {f.name for f in fields(cls)})
-    require(not bad, f"{path}: unknown {what}(s) {', '.join(bad)}")
-    return cls(**raw)
+        cfg = validate(cls, raw, path)  # every field's type checked, an unknown option named
+        return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
