@@ -18,7 +18,7 @@ from trusttango.data.partition import label_matrix, partition, partition_indices
 from trusttango.errors import InputError
 from trusttango.federated import FedConfig, simulate, strategies
 from trusttango.federated.client_app import local_update, secagg_update
-from trusttango.federated.config import build_global_model, load_partition, model_config
+from trusttango.federated.config import build_global_model, client_sizes, load_partition, model_config
 from trusttango.federated.server_app import train_config
 from trusttango.federated.strategies import dp_epsilon, make_strategy, quantization_levels
 from trusttango.models import load_model
@@ -383,3 +383,27 @@ def test_dp_fedavg_epsilon_is_dp_accountings_for_poisson_sampling(fraction):
             dp_event.SampledWithoutReplacementDpEvent(10, 3, gaussian), cfg.rounds
         )
         assert fixed.get_epsilon(cfg.dp_delta) > 1.2 * dp_epsilon(cfg)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"clients": "10"}, r"run config: clients: Input should be a valid integer, got \"10\""),
+        ({"secagg": "yes"}, r"run config: secagg: Input should be a valid boolean"),
+        ({"fraction": 0}, r"run config: fraction: C must lie in \(0, 1\]"),
+    ],
+    ids=["type", "bool", "range"],
+)
+def test_run_config_is_typed(config, message):
+    assert FedConfig.from_run_config({"clients": 4, "fraction": 1, "lr": 1, "num-server-rounds": 3}).lr == 1.0
+    with pytest.raises(InputError, match=message):
+        FedConfig.from_run_config(config)
+
+
+def test_clients_json_is_validated(tmp_path):
+    (tmp_path / "clients.json").write_text(json.dumps({"sizes": [10, "20"]}))
+    with pytest.raises(InputError, match=r"clients.json: sizes.1: Input should be a valid integer"):
+        client_sizes(tmp_path)
+    (tmp_path / "clients.json").write_text(json.dumps({"size": [10]}))
+    with pytest.raises(InputError, match=r"clients.json: size: unknown field"):
+        client_sizes(tmp_path)

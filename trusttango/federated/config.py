@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from trusttango.data import load_data
@@ -21,6 +22,7 @@ from trusttango.data.files import load_npz
 from trusttango.data.partition import SCHEMES, partition, plot_label_distribution
 from trusttango.errors import require
 from trusttango.models import ModelConfig, build_model, config_for
+from trusttango.schema import STRICT, read, validate
 
 ALGORITHMS: tuple[str, ...] = ("fedavg", "fedsgd")
 
@@ -43,6 +45,8 @@ class FedConfig:
     ``secagg_clip`` is the first round's bound on each update coordinate, later rounds size it
     from the updates (an update beyond the bound is re-aggregated, never clipped).
     """
+
+    __pydantic_config__ = STRICT  # read from Flower's run config by trusttango.schema
 
     data: str = "digits"
     workdir: str = "runs/federated"
@@ -108,9 +112,11 @@ class FedConfig:
 
     @classmethod
     def from_run_config(cls, config: dict) -> FedConfig:
+        """The settings in Flower's run config (keys with ``-``), each field's type checked;
+        keys that are not settings (Flower's own) are left out."""
         known = {f.name for f in fields(cls)}
         values = {k.replace("-", "_"): v for k, v in config.items() if k.replace("-", "_") in known}
-        return cls(**values)
+        return validate(cls, values, "run config")
 
 
 def model_config(cfg: FedConfig, data: LabelledDataset) -> ModelConfig:
@@ -146,11 +152,19 @@ def prepare(cfg: FedConfig, clients: list[LabelledDataset] | None = None) -> Pat
     return out
 
 
+class ClientsFile(BaseModel):
+    """The schema of ``clients.json``: the partition sizes n_k, one per client."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    sizes: list[int]
+
+
 def client_sizes(folder: str | Path) -> list[int]:
     """The partition sizes n_k that :func:`prepare` recorded in ``<folder>/clients.json``."""
     path = Path(folder) / "clients.json"
     require(path.exists(), f"{path}: missing (write the federation's files with prepare())")
-    return [int(n) for n in json.loads(path.read_text())["sizes"]]
+    return read(ClientsFile, path).sizes
 
 
 def save_npz(ds: LabelledDataset, path: Path) -> None:
