@@ -11,7 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from trusttango.data import LabelledDataset, load_builtin, load_data, load_idx, load_image_folder, load_npz, split
+from trusttango.data import (
+    LabelledDataset,
+    load_builtin,
+    load_data,
+    load_idx,
+    load_image_folder,
+    load_images,
+    load_npz,
+    split,
+)
 from trusttango.errors import InputError
 
 
@@ -142,3 +151,50 @@ def test_load_data_dispatch(tmp_path):
         load_data(str(tmp_path / "nothing"))
     extra = split(s.train, 0.2, 0.2, 0)
     assert len(extra.val) > 0
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    """A 16-bit grey PNG at half range reads as 0.5 (Pillow's 8-bit conversion clipped it to white)."""
+    levels = {"dark": 1000, "half": 32768}
+    for name, level in levels.items():
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((6, 5), level, dtype=np.uint16)).save(tmp_path / name / "a.png")
+    ds = load_image_folder(tmp_path)
+    assert ds.x.shape == (2, 1, 6, 5)
+    for label, level in enumerate(levels.values()):
+        assert torch.allclose(ds.x[ds.y == label], torch.tensor(level / 65535), atol=1e-4)
+    assert torch.allclose(load_images([tmp_path / "half" / "a.png"], (1, 6, 5)), torch.tensor(0.5), atol=1e-4)
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    from trusttango.data.files import MAX_PIXELS
+
+    side = int(MAX_PIXELS**0.5) + 1
+    Image.new("1", (side, side)).save(tmp_path / "bomb.png")  # a small file that decodes to > MAX_PIXELS
+    assert (tmp_path / "bomb.png").stat().st_size < 2_000_000
+    with pytest.raises(InputError, match=rf"bomb.png: {side} x {side} pixels is over the limit .*MAX_PIXELS"):
+        load_images([tmp_path / "bomb.png"], (1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x": np.zeros((2, 4)), "y": np.array([0, 10**9])}, r"label 1000000000 is at or above the limit of 10000"),
+        ({"x": np.zeros((2, 4)), "y": np.array([0, -1])}, r"label -1 is negative"),
+        ({"x": np.array(["a", "b"]), "y": np.array([0, 1])}, r"x must be a numeric array .* got <U1 of 1"),
+        ({"x": np.array(3.0), "y": np.array([0])}, r"x must be a numeric array .* of 0"),
+        ({"x": np.zeros((2, 4)), "y": np.zeros((2, 1), dtype=int)}, r"y must be one label per row"),
+        ({"x": np.zeros((2, 4)), "y": np.array([0, 2]), "class_names": np.array(["a", "b"])}, r"label 2 but only 2"),
+    ],
+    ids=["huge-label", "negative", "strings", "scalar", "y-2d", "names"],
+)
+def test_npz_arrays_are_checked_before_use(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(InputError, match=message):
+        load_npz(tmp_path / "d.npz")
+
+
+def test_a_zero_byte_npz_is_refused(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"")
+    with pytest.raises(InputError, match=r"d.npz: not a readable .npz archive"):
+        load_npz(tmp_path / "d.npz")

@@ -407,3 +407,22 @@ def test_clients_json_is_validated(tmp_path):
     (tmp_path / "clients.json").write_text(json.dumps({"size": [10]}))
     with pytest.raises(InputError, match=r"clients.json: size: unknown field"):
         client_sizes(tmp_path)
+
+
+def test_superlink_address_is_checked_first(tmp_path):
+    from trusttango.federated.deploy import check_address
+
+    assert check_address("127.0.0.1:9092") == ("127.0.0.1", 9092)
+    assert check_address("[::1]:9092") == ("::1", 9092)
+    assert check_address("node-3.example.org:1") == ("node-3.example.org", 1)
+    for bad in ("not-an-address", "host:0", "host:70000", ":9092", "[zz]:1", "a b:3"):
+        with pytest.raises(InputError, match=r"superlink: .* is not HOST:PORT"):
+            check_address(bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "trusttango.cli", "federated-node", "--superlink", "not-an-address",
+         "--data", str(tmp_path / "none.npz")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: superlink: 'not-an-address' is not HOST:PORT (port 1..65535)"
+    ], proc.stderr

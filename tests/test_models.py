@@ -174,3 +174,22 @@ def test_non_finite_weights_are_refused(tmp_path):
     save_file(state, tmp_path / "model.safetensors")
     with pytest.raises(InputError, match=f"model.safetensors: tensor '{re.escape(name)}' holds NaN"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"depth": 50}, r"depth must lie in \[1, 8\] \(MAX_DEPTH\), got 50"),
+        ({"width": 0.0}, r"width must lie in \(0, 4\] \(MAX_WIDTH\), got 0"),
+        ({"width": 1000.0}, r"width must lie in \(0, 4\]"),
+        ({"input_size": 100_000}, r"input_size must be <= 1024 \(MAX_INPUT_SIZE\)"),
+        ({"bottleneck": 10**7}, r"bottleneck must lie in \[1, 8192\]"),
+        ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
+        ({"depth": 5, "input_size": 8}, r"small_cnn halves its input 4 times at depth 5: input_size must be >= 16"),
+    ],
+    ids=["depth", "width-zero", "width-huge", "input-size", "bottleneck", "dropout", "pooling"],
+)
+def test_size_options_are_bounded_before_allocation(options, message):
+    with pytest.raises(InputError, match=message):
+        build_model(config_for((1, 8, 8), 10, **options), seed=0)
+    build_model(config_for((1, 8, 8), 10, depth=4, input_size=8), seed=0)  # the deepest that fits 8x8

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import struct
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -23,6 +24,10 @@ from trusttango.errors import InputError, require
 T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 50_000_000  # per image, read from its header before decoding (a decompression bomb is refused)
+MAX_CLASSES = 10_000  # a label at or above this is refused before anything is sized by it
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit (and 32-bit integer) greys: scaled by 65535
+GREY_MODES = ("L", "1", "F", *WIDE_MODES)
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -75,8 +80,19 @@ def load_idx(images: str | Path, labels: str | Path | None = None, name: str | N
     x = images_to_tensor(read_idx(images))
     y = torch.from_numpy(read_idx(labels).astype(np.int64))
     require(len(x) == len(y), f"{images}: {len(x)} images but {labels} has {len(y)} labels")
-    num_classes = int(y.max()) + 1 if len(y) else 0
+    num_classes = label_count(y.numpy(), str(labels))
     return LabelledDataset(x, y, [str(i) for i in range(num_classes)], "image", name or images.stem)
+
+
+def label_count(y: np.ndarray, source: str, limit: int = MAX_CLASSES) -> int:
+    """The number of classes labels ``y`` imply (largest + 1), checked before anything is sized
+    by it: labels must lie in ``[0, limit)``."""
+    if not len(y):
+        return 0
+    low, high = int(y.min()), int(y.max())
+    require(low >= 0, f"{source}: label {low} is negative (labels are class numbers 0, 1, ...)")
+    require(high < limit, f"{source}: label {high} is at or above the limit of {limit} classes (MAX_CLASSES)")
+    return high + 1
 
 
 def load_npz(path: str | Path, class_names: list[str] | None = None) -> LabelledDataset:
@@ -88,17 +104,23 @@ def load_npz(path: str | Path, class_names: list[str] | None = None) -> Labelled
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable .npz archive ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from None
     for key in ("x", "y"):
         require(key in arrays, f"{path}: missing array {key!r} (found {sorted(arrays)})")
     x, y = arrays["x"], arrays["y"]
+    require(
+        x.ndim in (2, 3, 4) and (np.issubdtype(x.dtype, np.number) or x.dtype == bool),
+        f"{path}: x must be a numeric array of 2 (table), 3 or 4 (images) dimensions, got {x.dtype} of {x.ndim}",
+    )
+    require(y.ndim == 1, f"{path}: y must be one label per row (1 dimension), got {y.ndim} dimensions")
     require(len(x) == len(y), f"{path}: x has {len(x)} rows but y has {len(y)}")
     require(np.issubdtype(y.dtype, np.integer), f"{path}: y must hold integer class labels, got {y.dtype}")
     if class_names is None and "class_names" in arrays:
+        require(arrays["class_names"].ndim == 1, f"{path}: class_names must be a list of names")
         class_names = [str(c) for c in arrays["class_names"]]
-    num_classes = int(y.max()) + 1 if len(y) else 0
-    names = class_names or [str(i) for i in range(num_classes)]
+    names = class_names or [str(i) for i in range(label_count(y, str(path)))]
+    require(not len(y) or int(y.max()) < len(names), f"{path}: label {int(y.max())} but only {len(names)} class names")
     if x.ndim == 2:
         tensor, modality = torch.from_numpy(x.astype(np.float32)), "tabular"
     else:
@@ -106,21 +128,28 @@ def load_npz(path: str | Path, class_names: list[str] | None = None) -> Labelled
     return LabelledDataset(tensor, torch.from_numpy(y.astype(np.int64)), names, modality, path.stem)
 
 
-def _read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
-    with Image.open(path) as img:
-        img.load()
-        return np.asarray(img.convert(mode).resize((size[1], size[0]), Image.BILINEAR))
+def pixels(img: Image.Image, size: tuple[int, int], mode: str) -> np.ndarray:
+    """``img`` resized to ``size`` (height, width) as float32 in [0, 1], ``(H, W)`` for mode
+    ``L`` or ``(H, W, 3)`` for ``RGB``. 16-bit greys are scaled by 65535, never clipped at 255."""
+    if img.mode not in WIDE_MODES:
+        return np.asarray(img.convert(mode).resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32) / 255.0
+    grey = np.asarray(img.convert("F").resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
+    grey = np.clip(grey / 65535.0, 0.0, 1.0)
+    return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
 
 
-def _open_image(path: Path) -> Image.Image:
+def open_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The decoded image at ``path``; its pixel count is checked from the header first."""
     try:
         img = Image.open(path)
+        require(
+            img.width * img.height <= max_pixels,
+            f"{path}: {img.width} x {img.height} pixels is over the limit of {max_pixels:,} (MAX_PIXELS)",
+        )
         img.load()
         return img
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise InputError(
-            f"{path}: corrupt or unreadable image ({type(err).__name__}); use skip_corrupt to skip"
-        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise InputError(f"{path}: corrupt or unreadable image ({type(err).__name__})") from None
 
 
 def read_class_files(
@@ -177,17 +206,17 @@ def load_image_folder(
     """
     root = Path(root)
     files = list_class_folders(root, IMAGE_SUFFIXES, "image")
-    opened, labels = read_class_files(root, files, _open_image, skip_corrupt, "image", "corrupt")
+    opened, labels = read_class_files(root, files, open_image, skip_corrupt, "image", "corrupt")
     if size is None:
         size = (int(np.median([im.height for im in opened])), int(np.median([im.width for im in opened])))
     if channels is None:
-        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "F") for im in opened) else 1
+        channels = 3 if any(im.mode not in GREY_MODES for im in opened) else 1
     mode = "L" if channels == 1 else "RGB"
-    pixels = np.stack([np.asarray(im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)) for im in opened])
+    batch = np.stack([pixels(im, size, mode) for im in opened])
     for im in opened:
         im.close()
     y = torch.tensor(labels, dtype=torch.long)
-    return LabelledDataset(images_to_tensor(pixels), y, list(files), "image", root.name)
+    return LabelledDataset(images_to_tensor(batch), y, list(files), "image", root.name)
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -207,9 +236,6 @@ def load_images(paths: list[Path], shape: tuple[int, int, int]) -> torch.Tensor:
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for path in paths:
-        _exists(path, "image")
-        try:
-            arrays.append(_read_image(path, (height, width), mode))
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            raise InputError(f"{path}: corrupt or unreadable image") from None
+        with open_image(_exists(path, "image")) as img:
+            arrays.append(pixels(img, (height, width), mode))
     return images_to_tensor(np.stack(arrays)) if arrays else torch.empty(0, *shape)

@@ -18,11 +18,10 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from trusttango.data.base import LabelledDataset, Splits, split
 from trusttango.data.builtin import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, register
-from trusttango.data.files import IMAGE_SUFFIXES, _read_image, list_class_folders, read_class_files, read_idx
+from trusttango.data.files import IMAGE_SUFFIXES, list_class_folders, open_image, pixels, read_class_files, read_idx
 from trusttango.errors import InputError, require
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ogv")
@@ -54,13 +53,9 @@ def read_frame_folder(folder: Path) -> np.ndarray:
     require(len(paths) > 0, f"{folder}: no frame images ({'/'.join(IMAGE_SUFFIXES)})")
     size, frames = None, []
     for path in paths:
-        try:
-            if size is None:
-                with Image.open(path) as img:
-                    size = (img.height, img.width)
-            frames.append(_read_image(path, size, "RGB"))
-        except (OSError, SyntaxError):
-            raise InputError(f"{path}: corrupt or unreadable frame image") from None
+        with open_image(path) as img:
+            size = size or (img.height, img.width)
+            frames.append((pixels(img, size, "RGB") * 255).round().astype(np.uint8))
     return np.stack(frames)
 
 

@@ -14,8 +14,10 @@ SuperNode, and the SuperLink with its SuperExec, is one process group (:class:`P
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -347,12 +349,34 @@ def unreachable(log: str) -> str | None:
     return gave_up.rstrip(".") or "no connection"
 
 
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 1123 (an IPv4 address matches too)
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def check_address(address: str, what: str = "superlink") -> tuple[str, int]:
+    """``HOST:PORT`` (a host name, an IPv4 address or a bracketed IPv6 address, a port in
+    1..65535) split into its parts; a one-line :class:`InputError` naming ``what`` otherwise."""
+    host, sep, port = address.rpartition(":")
+    expected = f"{what}: {address!r} is not HOST:PORT"
+    require(bool(sep) and port.isdigit() and 1 <= int(port) <= 65535, f"{expected} (port 1..65535)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InputError(f"{expected} ({host!r} is not an IPv6 address)") from None
+    else:
+        require(bool(HOSTNAME.match(host)), f"{expected} ({host!r} is not a host name or IPv4 address)")
+    return host, int(port)
+
+
 def run_supernode(
     superlink: str, data: str | Path, k: int = 0, clients: int = 1, max_retries: int = 10, max_wait_s: float = 60.0
 ) -> int:
     """Run one SuperNode holding ``data`` against a SuperLink elsewhere (e.g. another machine)
     until it stops; its exit status. Raises :class:`InputError` in one line when it cannot reach
     ``superlink`` within the bounded retries."""
+    check_address(superlink)
     require(Path(data).is_file(), f"data: partition file {data} does not exist")
     group = ProcessGroups(Path(tempfile.mkdtemp(prefix="supernode-")), flower_env())
     try:

@@ -23,16 +23,17 @@ class BackboneSpec:
     build: Callable[..., tuple[nn.Module, int]]  # (width, depth, act, norm, in_ch) -> (module, out_channels)
     rgb: bool  # wants 3 input channels
     min_size: int  # smallest sensible input side
+    pools_per_stage: bool = False  # halves the side after each stage but the last (input side >= 2^(depth-1))
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name: str, rgb: bool, min_size: int) -> Callable:
+def register_backbone(name: str, rgb: bool, min_size: int, pools_per_stage: bool = False) -> Callable:
     """Decorator adding ``build(width, depth, act, norm, in_channels)`` as backbone ``name``."""
 
     def wrap(build: Callable[..., tuple[nn.Module, int]]) -> Callable[..., tuple[nn.Module, int]]:
-        BACKBONES[name] = BackboneSpec(build, rgb, min_size)
+        BACKBONES[name] = BackboneSpec(build, rgb, min_size, pools_per_stage)
         return build
 
     return wrap
@@ -48,7 +49,7 @@ def _conv_block(c_in: int, c_out: int, act: str, norm: str) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"), norm2d(norm, c_out), activation(act)]
 
 
-@register_backbone("small_cnn", rgb=False, min_size=8)
+@register_backbone("small_cnn", rgb=False, min_size=8, pools_per_stage=True)
 def small_cnn(width: float, depth: int, act: str, norm: str, in_channels: int) -> tuple[nn.Module, int]:
     """``depth`` stages of two 3x3 conv blocks, the first ``depth - 1`` ending in 2x2 max-pool.
 

@@ -26,6 +26,10 @@ from trusttango.models.layers import activation
 from trusttango.schema import STRICT, validate
 
 AUGMENTATIONS = ("none", "shift", "flip_shift", "speech")  # speech: audio only (trusttango.models.audio)
+MAX_WIDTH = 4.0  # width multiplier (channels of every stage), in (0, MAX_WIDTH]
+MAX_DEPTH = 8  # stages (or layers), in [1, MAX_DEPTH]
+MAX_INPUT_SIZE = 1024  # side the backbone sees, in [the backbone's minimum, MAX_INPUT_SIZE]
+MAX_BOTTLENECK = 8192  # bottleneck features, in [1, MAX_BOTTLENECK]
 
 
 @dataclass
@@ -129,6 +133,26 @@ FUSIONS: dict[str, Callable[[ModelConfig, int], nn.Module]] = {"none": lambda cf
 MODALITY_DEFAULTS: dict[str, dict[str, object]] = {"tabular": {"backbone": "mlp"}}
 
 
+def _check_sizes(cfg: ModelConfig, pools_per_stage: bool) -> None:
+    """Every size option within its named limit, before any layer is allocated."""
+    require(0 < cfg.width <= MAX_WIDTH, f"width must lie in (0, {MAX_WIDTH:g}] (MAX_WIDTH), got {cfg.width:g}")
+    require(1 <= cfg.depth <= MAX_DEPTH, f"depth must lie in [1, {MAX_DEPTH}] (MAX_DEPTH), got {cfg.depth}")
+    require(
+        cfg.input_size <= MAX_INPUT_SIZE,
+        f"input_size must be <= {MAX_INPUT_SIZE} (MAX_INPUT_SIZE), got {cfg.input_size}",
+    )
+    require(
+        1 <= cfg.bottleneck <= MAX_BOTTLENECK,
+        f"bottleneck must lie in [1, {MAX_BOTTLENECK}] (MAX_BOTTLENECK), got {cfg.bottleneck}",
+    )
+    require(0 <= cfg.dropout < 1, f"dropout must lie in [0, 1), got {cfg.dropout:g}")
+    side, halvings = 2 ** (cfg.depth - 1), cfg.depth - 1
+    require(
+        not pools_per_stage or cfg.input_size >= side,
+        f"backbone {cfg.backbone} halves its input {halvings} times at depth {cfg.depth}: input_size must be >= {side}",
+    )
+
+
 class UnifiedModel(nn.Module):
     """Classifier ``raw input -> logits (N, num_classes)`` built from a :class:`ModelConfig`.
 
@@ -145,6 +169,7 @@ class UnifiedModel(nn.Module):
         require(cfg.augment in AUGMENTATIONS, f"unknown augmentation {cfg.augment!r}; choose one of {AUGMENTATIONS}")
         require(cfg.num_classes >= 2, f"num_classes must be >= 2, got {cfg.num_classes}")
         require(cfg.input_size >= spec.min_size, f"backbone {cfg.backbone} needs input_size >= {spec.min_size}")
+        _check_sizes(cfg, spec.pools_per_stage)
         self.config = cfg
         self.preprocess = PREPROCESSORS[cfg.modality](cfg, spec.rgb)
         in_channels = self.preprocess.out_channels
