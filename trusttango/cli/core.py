@@ -109,15 +109,16 @@ def _dp_hook(
     ``--max-physical-batch-size 0`` means each lot in one pass)."""
     from trusttango.privacy.dp import DPSGD, PHYSICAL_BATCH
 
-    console.print("DP-SGD: GroupNorm instead of BatchNorm (no statistics shared across examples)")
-    return DPSGD(
+    hook = DPSGD(
         epsilon=epsilon or None,
         delta=delta or None,
         max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier or None,
         accountant=accountant,
         max_physical_batch_size=PHYSICAL_BATCH if physical is None else (physical or None),
-    )
+    )  # its settings checked before anything is said
+    console.print("DP-SGD: GroupNorm instead of BatchNorm (no statistics shared across examples)")
+    return hook
 
 
 def _train_zoom(splits, tc, out: Path, canvas: int, has_hooks: bool, options: dict) -> None:
