@@ -162,9 +162,6 @@ def test_seed_wherever_anything_is_random(name: str, command: click.Command) -> 
 
 OUTPUT_POLICY_PENDING = {  # commands with --out not yet on trusttango.outputs (issue 33, step 1), and why
     "automl": "an existing --out is its resume state (--resume)",
-    "detect fit": "pending",
-    "detect score": "pending: its default --out is the detector folder it reads",
-    "federated": "pending: writes its work folder during the run",
 }
 
 

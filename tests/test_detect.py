@@ -262,7 +262,7 @@ def test_cli_detect_fit_and_score(tmp_path, digits_model):
             "--detector",
             str(out),
             "--out",
-            str(out),
+            str(tmp_path / "scores"),
             "--n",
             "80",
             "--attacks",
@@ -270,16 +270,20 @@ def test_cli_detect_fit_and_score(tmp_path, digits_model):
         ],
     )
     assert scored.exit_code == 0, scored.output
-    assert (out / "scores.json").exists() and (out / "roc_test.png").exists()
+    assert (tmp_path / "scores" / "scores.json").exists() and (tmp_path / "scores" / "roc_test.png").exists()
+    into_detector = CliRunner().invoke(
+        app, ["detect", "score", str(model_dir), "--detector", str(out), "--out", str(out)]
+    )
+    assert isinstance(into_detector.exception, InputError) and "is (or holds) the input" in str(into_detector.exception)
     for method in ("squeezing", "density"):  # every detector of the registry through the same commands
         folder = tmp_path / method
         args = ["detect", "fit", str(model_dir), "--data", "digits", "--n", "120", "--method", method, "--out"]
         assert CliRunner().invoke(app, [*args, str(folder)]).exit_code == 0
         score = ["detect", "score", str(model_dir), "--data", "digits", "--detector", str(folder), "--n", "60"]
-        run = CliRunner().invoke(app, [*score, "--out", str(folder), "--attacks", "fgsm"])
+        run = CliRunner().invoke(app, [*score, "--out", str(tmp_path / f"{method}-scores"), "--attacks", "fgsm"])
         assert run.exit_code == 0, run.output
         assert json.loads((folder / "detector.json").read_text())["detector"] == method
-        assert json.loads((folder / "scores.json").read_text())[0]["auc"] > 0.5
+        assert json.loads((tmp_path / f"{method}-scores" / "scores.json").read_text())[0]["auc"] > 0.5
     unknown = CliRunner().invoke(app, ["detect", "fit", str(model_dir), "--data", "digits", "--method", "magic"])
     assert isinstance(unknown.exception, InputError) and "--method" in str(unknown.exception)
 

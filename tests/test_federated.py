@@ -426,3 +426,19 @@ def test_superlink_address_is_checked_first(tmp_path):
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: superlink: 'not-an-address' is not HOST:PORT (port 1..65535)"
     ], proc.stderr
+
+
+def test_cli_federated_writes_its_folder_whole_and_keeps_it(tmp_path):
+    """The run works in a staging folder beside --out and takes its place only once complete;
+    the records name --out; a second run without --force leaves it byte-identical."""
+    out = tmp_path / "fed"
+    tiny = ["--clients", "2", "--fraction", "1", "--min-clients", "2", "--rounds", "1", "--train-limit", "200"]
+    cli = [sys.executable, "-m", "trusttango.cli", "federated", "--data", "digits", "--out", str(out), *tiny]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "fed_config.json").read_text())["workdir"] == str(out.resolve())
+    assert json.loads((out / "history.json").read_text())["config"]["workdir"] == str(out.resolve())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fed"]  # no staging folder left behind
+    before = (out / "history.json").read_bytes()
+    again = subprocess.run(cli, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 2 and "--force" in again.stderr and (out / "history.json").read_bytes() == before

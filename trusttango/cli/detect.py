@@ -12,6 +12,7 @@ from rich.table import Table
 
 from trusttango.cli._common import (
     ATTACK_HELP,
+    FORCE_OPTION,
     console,
     data_option,
     items,
@@ -20,6 +21,7 @@ from trusttango.cli._common import (
     raise_input,
 )
 from trusttango.errors import require
+from trusttango.outputs import atomic_output, check_output
 
 LAYER_HELP = (
     "Response at: auto (last full-res ReLU), all (every ReLU feature map), input, "
@@ -70,6 +72,7 @@ def fit_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset (built-in name, folder, .npz, IDX); its validation split is used."),
     out: Path = typer.Option(Path("runs/detect"), help="Folder for detector.json, fit.json and the PNGs."),
+    force: bool = FORCE_OPTION,
     method: str = typer.Option("entropy", help="Detector: entropy | squeezing | density."),
     attack: str = typer.Option(
         "fgsm", help=f"Attack(s) to fit on, comma-separated (e.g. fgsm,deepfool): {ATTACK_HELP}."
@@ -92,17 +95,20 @@ def fit_cmd(
     names, sides = _attacks(attack, "--attack"), _windows(window)
     layers = items(layer)
     chosen = None if layer == "input" else layers if len(layers) > 1 else layer
+    check_output(out, force, [model, data])
     net, ds = _load(model, data, "val", n, seed)
     options = {"window": sides, "bins": bins, "summary": summary, "layer": chosen, "signal": signal}
     detector = _detector(method, net, model, data, n, seed, options)
     clean, adv = attack_pairs(net, ds.x, ds.y, names, eps)
     detector.fit(clean, adv)
-    detector.save(out)
     result = evaluate_detector(detector, clean, adv, attack)
-    plot_roc({attack: detection_roc(detector.score(clean), detector.score(adv))}, out / "roc.png", "fit (validation)")
-    if method == "entropy":
-        plot_detector_examples(detector, clean, adv, out / "entropy.png", attack)
-    (out / "fit.json").write_text(json.dumps(result.to_dict(), indent=2))
+    with atomic_output(out) as staging:
+        detector.save(staging)
+        curve = detection_roc(detector.score(clean), detector.score(adv))
+        plot_roc({attack: curve}, staging / "roc.png", "fit (validation)")
+        if method == "entropy":
+            plot_detector_examples(detector, clean, adv, staging / "entropy.png", attack)
+        (staging / "fit.json").write_text(json.dumps(result.to_dict(), indent=2))
     console.print(f"fitted on {len(clean)} clean + {len(adv)} {attack}: AUC {result.auc:.3f}; written {out}")
 
 
@@ -110,7 +116,10 @@ def score_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="Dataset; its test split is attacked and scored."),
     detector: Path = typer.Option(Path("runs/detect"), "--detector", help="The folder `detect fit --out` wrote."),
-    out: Path = typer.Option(Path("runs/detect"), help="Folder for scores.json and roc_test.png."),
+    out: Path = typer.Option(
+        Path("runs/detect-score"), help="Folder for scores.json and roc_test.png (not the detector's own)."
+    ),
+    force: bool = FORCE_OPTION,
     attacks: str = typer.Option("fgsm,pgd,mifgsm,cw,deepfool", help="Comma-separated attacks to test (transfer)."),
     eps: float = typer.Option(0.1, help="L-inf budget of the norm-bounded attacks."),
     n: int = typer.Option(500, help="Test examples to attack."),
@@ -121,11 +130,13 @@ def score_cmd(
     from trusttango.plotting import plot_roc
 
     names = _attacks(attacks, "--attacks")
+    check_output(out, force, [model, data, detector])
     net, ds = _load(model, data, "test", n, seed)
     fitted = load_detector(detector, net)
     results, curves = score_attacks(fitted, ds.x, ds.y, names, eps)
-    plot_roc(curves, out / "roc_test.png", "test (transfer)")
-    (out / "scores.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
+    with atomic_output(out) as staging:
+        plot_roc(curves, staging / "roc_test.png", "test (transfer)")
+        (staging / "scores.json").write_text(json.dumps([r.to_dict() for r in results], indent=2))
     table = Table("attack", "AUC", "precision", "recall", "FPR@95%recall", "n adv")
     for r in results:
         figures = (r.auc, r.precision, r.recall, r.fpr_at_95_recall)

@@ -4,16 +4,31 @@ joining a SuperLink elsewhere)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
-from trusttango.cli._common import console, data_option
+from trusttango.cli._common import FORCE_OPTION, console, data_option
+from trusttango.outputs import atomic_output, check_output
+
+RECORDS = ("fed_config.json", "history.json", "model/config.json")  # each records the work folder's path
+
+
+def _settle(staging: Path, out: Path) -> None:
+    """Record ``out``, where the run's folder ends up, instead of the staging folder it ran in."""
+    for name in RECORDS:
+        path = staging / name
+        if path.exists():
+            path.write_text(
+                path.read_text().replace(json.dumps(str(staging.resolve())), json.dumps(str(out.resolve())))
+            )
 
 
 def federated(
     data: str = data_option("fashion-mnist"),
     out: Path = typer.Option(Path("runs/federated"), help="Folder for partitions, history.json and PNGs."),
+    force: bool = FORCE_OPTION,
     clients: int = typer.Option(100, help="K: number of clients."),
     fraction: float = typer.Option(0.1, help="C: fraction of clients sampled per round, in (0, 1]."),
     rounds: int = typer.Option(50, help="Communication rounds."),
@@ -41,6 +56,7 @@ def federated(
     from trusttango.federated import FedConfig, simulate
     from trusttango.federated import deploy as run_deployment
 
+    check_output(out, force, [data])
     cfg = FedConfig(
         data=data, workdir=str(out), clients=clients, fraction=fraction, rounds=rounds, local_epochs=local_epochs,
         batch_size=batch_size, lr=lr, algorithm=algorithm, partition=partition, alpha=alpha,
@@ -48,7 +64,10 @@ def federated(
         local_dp_noise=local_dp_noise, local_dp_clip=local_dp_clip, target_accuracy=target_accuracy, seed=seed,
         eval_every=eval_every, secagg=secagg,
     )  # fmt: skip
-    history = run_deployment(cfg) if deploy else simulate(cfg)
+    with atomic_output(out) as staging:  # the run works in a staging folder; a failed run leaves --out as it was
+        cfg.workdir = str(staging.resolve())
+        history = run_deployment(cfg) if deploy else simulate(cfg)
+        _settle(staging, out)
     console.print(f"{history.summary()}; history.json, history.png and partition.png written to {out}")
 
 
