@@ -380,3 +380,27 @@ def test_resume_refuses_a_bad_search_json(tmp_path, change, message):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert re.search(message, proc.stderr) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert (tmp_path / "search.json").read_bytes() == before and not (tmp_path / "study.db").exists()
+
+
+def test_a_new_search_keeps_an_earlier_one(tmp_path):
+    """OUT is a search's resume state: a new search refuses it (--resume or --force); with
+    --force the old folder is set aside, put back when the new search fails, deleted after."""
+    from trusttango.outputs import set_aside
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "search.json").write_text('{"earlier": true}')
+    args = ["automl", "--data", "digits", "--budget", "5", "--out", str(out)]
+    refused = _cli(*args)
+    assert refused.returncode == 2 and "pass --resume to continue it or --force" in refused.stderr, refused.stderr
+    both = _cli(*args, "--resume", "--force")
+    assert both.returncode == 2 and "choose one" in both.stderr
+    assert (out / "search.json").read_text() == '{"earlier": true}'
+    with pytest.raises(RuntimeError, match="failed"), set_aside(out):
+        out.mkdir()
+        (out / "partial.txt").write_text("a new run that fails")  # written at the final place
+        raise RuntimeError("failed")
+    assert sorted(p.name for p in out.iterdir()) == ["search.json"] and len(list(tmp_path.iterdir())) == 1
+    forced = _cli(*args, "--force", "--backbones", "small_cnn", "--max-epochs", "1", "--sampler", "random")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((out / "search.json").read_text())["status"] == "ok" and len(list(tmp_path.iterdir())) == 1

@@ -160,15 +160,9 @@ def test_seed_wherever_anything_is_random(name: str, command: click.Command) -> 
         assert any(param.name == "seed" for param in command.params), f"{name}: draws at random but has no --seed"
 
 
-OUTPUT_POLICY_PENDING = {  # commands with --out not yet on trusttango.outputs (issue 33, step 1), and why
-    "automl": "an existing --out is its resume state (--resume)",
-}
-
-
 @pytest.mark.parametrize("name,command", COMMANDS, ids=[name for name, _ in COMMANDS])
 def test_every_output_is_guarded(name: str, command: click.Command) -> None:
     """A command that writes --out refuses to replace it without --force (trusttango.outputs)."""
     params = {p.name for p in command.params}
-    if "out" in params and name not in OUTPUT_POLICY_PENDING:
+    if "out" in params:
         assert "force" in params, f"{name}: writes --out but has no --force"
-    assert name not in OUTPUT_POLICY_PENDING or "force" not in params, f"{name}: guarded now; take it off the list"

@@ -98,3 +98,24 @@ def _replace(staging: Path, out: Path, kind: Kind) -> None:
     out.rename(old)
     staging.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def set_aside(out: Path) -> Iterator[Path]:
+    """For an output that must be written in its final place (a study a killed run resumes
+    from): an existing ``out`` is moved to a hidden sibling first; it is put back when the block
+    fails, and deleted only once the block succeeds. A killed run leaves both, nothing lost."""
+    out = Path(out)
+    if not out.exists():
+        yield out
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    old.rmdir()
+    out.rename(old)
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ from trusttango.data.base import Splits
 from trusttango.errors import require
 from trusttango.evaluate import evaluate
 from trusttango.models import SavedModel, save_model
+from trusttango.outputs import atomic_output
 from trusttango.plotting import save_figure, subplots
 from trusttango.schema import read
 
@@ -136,7 +137,8 @@ def write_results(
         doc["pareto"] = front
         _write_front(front, out)
         plot_pareto(result, front, out / "pareto.png")
-    (out / SEARCH_JSON).write_text(json.dumps(doc, indent=2, default=str))
+    with atomic_output(out / SEARCH_JSON, kind="file") as staging:  # a killed run leaves the old record whole
+        staging.write_text(json.dumps(doc, indent=2, default=str))
     return doc
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 
 from trusttango.cli._common import console, data_option, items
-from trusttango.errors import InputError
+from trusttango.errors import InputError, require
+from trusttango.outputs import check_output, set_aside
 
 BACKBONES_OPTION = typer.Option(
     "small_cnn,resnet18,mobilenet_v2",
@@ -33,39 +35,28 @@ def automl(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue the study recorded in OUT/search.json."),
+    force: bool = typer.Option(
+        False, "--force", help="Start over in an existing OUT (the old one is deleted only once the new run ends)."
+    ),
 ) -> None:
     """Search the unified architecture and training under budget T; write the best model,
-    trials.csv, the learning curve with its ALC, and search.json."""
-    from trusttango.automl.results import SearchRecord, resume_settings, write_results
-    from trusttango.automl.runner import AnytimeSearch
-    from trusttango.automl.space import SearchSpace, space_for
-    from trusttango.automl.storage import default_url, masked
-    from trusttango.data import load_data
-    from trusttango.schema import read
+    trials.csv, the learning curve with its ALC, and search.json. OUT is the search's resume
+    state: a new search refuses an OUT that holds one unless --force (the old one is set aside and
+    deleted only once the new search ends)."""
+    from trusttango.automl.results import resume_settings
 
+    require(not (resume and force), "--resume continues the search in OUT, --force starts over: choose one")
+    earlier = out.is_dir() and any(out.iterdir())
+    require(resume or force or not earlier, f"--out {out}: holds an earlier search; pass --resume to continue it "
+            "or --force to start over")  # fmt: skip
+    check_output(out, True, [data])
     given = dict(
         data=data, budget_s=budget, sampler=sampler, storage=storage, study=study, objective=objective,
         top_k=top_k, warm_start=warm_start, fgsm_eps=fgsm_eps, prune=prune, seed=seed, space=None,
     )  # fmt: skip
     settings = resume_settings(resume, out, given)
-    record = out / "search.json"
-    previous = read(SearchRecord, record).model_dump()["best"] if resume and record.exists() else None
-    out.mkdir(parents=True, exist_ok=True)
-    settings["storage"] = settings["storage"] or default_url(out)
-    splits = load_data(settings["data"], seed=settings["seed"])
-    if settings["space"] is None:
-        names = tuple(items(backbones, "--backbones"))
-        space = space_for(splits.train, backbones=names, epochs=(1, max_epochs))
-    else:
-        space = SearchSpace.from_dict(settings["space"], f"{record}: space")
-    search = AnytimeSearch(
-        splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
-        settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],
-        settings["seed"], device,
-    )  # fmt: skip
-    result = search.run()
-    record = {**settings, "storage": masked(settings["storage"]), "space": space.to_dict()}
-    doc = write_results(result, splits, out, record, previous)
+    with nullcontext() if resume else set_aside(out):
+        result, doc = _search(settings, out, resume, tuple(items(backbones, "--backbones")), max_epochs, device)
     if doc["best"] is None:
         raise InputError(f"--budget {settings['budget_s']:g} s is too small to train any model on {settings['data']}; "
                          f"wrote an empty-result record to {out / 'search.json'}")  # fmt: skip
@@ -75,6 +66,34 @@ def automl(
         f"{result.trials_run} trials in {result.elapsed_s:.1f} s; ALC {doc['alc']:.4f}; best trial {best['trial']} "
         f"test accuracy {best['test_accuracy']:.4f}; {ensemble}written to {out}"
     )
+
+
+def _search(settings: dict, out: Path, resume: bool, backbones: tuple[str, ...], max_epochs: int, device: str):
+    """Run the search of ``settings`` in ``out`` and write its results there; (result, search.json document)."""
+    from trusttango.automl.results import SearchRecord, write_results
+    from trusttango.automl.runner import AnytimeSearch
+    from trusttango.automl.space import SearchSpace, space_for
+    from trusttango.automl.storage import default_url, masked
+    from trusttango.data import load_data
+    from trusttango.schema import read
+
+    record = out / "search.json"
+    previous = read(SearchRecord, record).model_dump()["best"] if resume and record.exists() else None
+    out.mkdir(parents=True, exist_ok=True)
+    settings["storage"] = settings["storage"] or default_url(out)
+    splits = load_data(settings["data"], seed=settings["seed"])
+    if settings["space"] is None:
+        space = space_for(splits.train, backbones=backbones, epochs=(1, max_epochs))
+    else:
+        space = SearchSpace.from_dict(settings["space"], f"{record}: space")
+    search = AnytimeSearch(
+        splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
+        settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],
+        settings["seed"], device,
+    )  # fmt: skip
+    result = search.run()
+    record = {**settings, "storage": masked(settings["storage"]), "space": space.to_dict()}
+    return result, write_results(result, splits, out, record, previous)
 
 
 def register(app: typer.Typer) -> None:
