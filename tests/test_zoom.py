@@ -80,6 +80,11 @@ def test_cli_train_zoom_and_reload(tmp_path):
     assert zoom(x).shape == (50, 10) and zoom.crops(x).shape == (50, 1, 8, 8)
     bad = CliRunner().invoke(app, [*args, "--defence", "lipschitz", "--out", str(tmp_path / "bad")])
     assert isinstance(bad.exception, InputError)
+    document = json.loads((out / "config.json").read_text())
+    document["zoom"]["tau"] = "high"
+    (out / "config.json").write_text(json.dumps(document))
+    with pytest.raises(InputError, match=r"config.json: zoom.tau: Input should be a valid number, got \"high\""):
+        load_model(out)
 
 
 def test_a_fresh_process_reads_a_zoom_model_like_any_model(tmp_path):

@@ -20,14 +20,25 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from torch import nn
 
 from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
-from trusttango.models.io import CONFIG, SavedModel, load_model, read_config, save_model, versions
+from trusttango.models.io import (
+    CONFIG,
+    ModelDocument,
+    SavedModel,
+    load_model,
+    load_state,
+    read_config,
+    save_model,
+    versions,
+)
 from trusttango.models.unified import build_model, config_for
+from trusttango.schema import read
 from trusttango.torchutil import model_device
 from trusttango.train import TrainConfig, fit
 
@@ -146,6 +157,25 @@ FORMAT = "trusttango-zoom/1"
 HEAD_FILE = "head.safetensors"
 
 
+class ZoomSettings(BaseModel):
+    """The ``zoom`` field of a zoom-in classifier's ``config.json``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    crop_size: int
+    tau: float
+    attention: str
+    fusion: str
+    smooth: int
+
+
+class ZoomDocument(ModelDocument):
+    """The schema of a zoom-in classifier's ``config.json``: a model document (the global
+    model's configuration and class names) with its :class:`ZoomSettings`."""
+
+    zoom: ZoomSettings
+
+
 def save_zoom(zoom: ZoomClassifier, directory: str | Path, class_names: list[str], meta: dict | None = None) -> Path:
     """Write a model directory :func:`trusttango.models.load_model` reads: ``global/`` and
     ``local/`` model directories, the fusion head, and ``config.json`` with ``format``
@@ -175,22 +205,13 @@ def load_zoom(directory: str | Path, device: str | torch.device = "cpu") -> Save
     loader of :data:`FORMAT` in ``pyproject.toml`` (entry-point group
     ``trusttango.model_formats``), so :func:`trusttango.models.load_model` calls it."""
     directory = Path(directory)
-    doc = read_config(directory, (FORMAT,))
+    read_config(directory, (FORMAT,))
+    doc = read(ZoomDocument, directory / CONFIG)
     g, loc = load_model(directory / "global", device), load_model(directory / "local", device)
-    settings = doc["zoom"]
-    zoom = ZoomClassifier(
-        g.model,
-        loc.model,
-        g.config.num_classes,
-        settings["crop_size"],
-        settings["tau"],
-        settings["attention"],
-        settings["fusion"],
-        settings["smooth"],
-    )
-    zoom.head.load_state_dict(load_file(directory / HEAD_FILE))
-    meta = {k: v for k, v in doc.items() if k not in ("format", "model", "class_names")}
-    return SavedModel(zoom.to(device).eval(), g.config, doc["class_names"], meta)
+    zoom = ZoomClassifier(g.model, loc.model, g.config.num_classes, **doc.zoom.model_dump())
+    load_state(zoom.head, load_file(directory / HEAD_FILE), directory / HEAD_FILE, "the zoom head")
+    meta = {"zoom": doc.zoom.model_dump(), **(doc.model_extra or {})}
+    return SavedModel(zoom.to(device).eval(), g.config, doc.class_names, meta)
 
 
 def _map(data: LabelledDataset, fn, batch_size: int = 256, modality: str | None = None) -> LabelledDataset:
