@@ -3,9 +3,11 @@ digits (budgets of seconds), pruning, ensembles, multi-objective, warm start, th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -404,3 +406,61 @@ def test_a_new_search_keeps_an_earlier_one(tmp_path):
     forced = _cli(*args, "--force", "--backbones", "small_cnn", "--max-epochs", "1", "--sampler", "random")
     assert forced.returncode == 0, forced.stderr
     assert json.loads((out / "search.json").read_text())["status"] == "ok" and len(list(tmp_path.iterdir())) == 1
+
+
+class _Payload:
+    """Unpickling it creates ``marker``: what an attacker would write into a shared study."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _cma_study(url: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    study = optuna.create_study(storage=url, study_name="cma", sampler=sampler, load_if_exists=True)
+    study.optimize(lambda t: (t.suggest_float("a", -1, 1) - 0.3) ** 2 + t.suggest_float("b", -1, 1) ** 2, n_trials=14)
+    return study
+
+
+def _plant(study: optuna.Study, marker: Path) -> None:
+    payload = pickle.dumps(_Payload(marker)).hex()
+    trial = optuna.trial.create_trial(
+        params={"a": 0.1, "b": 0.1}, value=0.05,
+        distributions={k: optuna.distributions.FloatDistribution(-1, 1) for k in "ab"},
+        system_attrs={"cma:optimizer:0": payload, "cma:generation": 99},
+    )  # fmt: skip
+    study.add_trial(trial)
+
+
+def test_cmaes_state_written_by_someone_else_is_never_executed(tmp_path, monkeypatch):
+    """A payload written into the study's storage ran when stock CMA-ES resumed it (the control
+    below shows it); the signed sampler refuses it in one line before unpickling anything."""
+    from trusttango.automl.signed import KEY_ENV, SignedCmaEsSampler
+
+    monkeypatch.setenv(KEY_ENV, "ab" * 32)
+    assert isinstance(make_sampler("cmaes", 0), SignedCmaEsSampler)  # what `automl --sampler cmaes` uses
+    monkeypatch.setenv(KEY_ENV, "not hex")
+    with pytest.raises(InputError, match=f"{KEY_ENV}: expected the study key as hex digits"):
+        make_sampler("cmaes", 0)
+
+    key = bytes(range(32))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = _cma_study(url, SignedCmaEsSampler(seed=0, key=key, n_startup_trials=2))
+    signed = [t for t in study.trials if any(k.startswith("cma:optimizer") for k in t.system_attrs)]
+    assert signed, "the sampler saved no state to authenticate"
+    resumed = _cma_study(url, SignedCmaEsSampler(seed=1, key=key, n_startup_trials=2))  # its own state verifies
+    assert len(resumed.trials) == 28
+    marker = tmp_path / "pwned"
+    _plant(study, marker)
+    with pytest.raises(InputError, match=r"CMA-ES state saved with trial 28 is not signed with this key"):
+        _cma_study(url, SignedCmaEsSampler(seed=2, key=key, n_startup_trials=2))
+    assert not marker.exists()
+    with pytest.raises(InputError, match="not signed"):  # another key: another installation's state is refused too
+        _cma_study(url, SignedCmaEsSampler(seed=2, key=bytes(32), n_startup_trials=2))
+    control = tmp_path / "control"
+    _plant(optuna.create_study(storage=f"sqlite:///{tmp_path / 'c.db'}", study_name="cma"), control)
+    with contextlib.suppress(Exception):  # stock CMA-ES unpickles whatever the storage holds
+        _cma_study(f"sqlite:///{tmp_path / 'c.db'}", optuna.samplers.CmaEsSampler(seed=0, n_startup_trials=0))
+    assert control.exists()

@@ -54,8 +54,10 @@ def make_sampler(name: str, seed: int, multi_objective: bool = False) -> optuna.
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=2, warn_independent_sampling=False)
+    if name == "cmaes":  # its state, read back from the study, is authenticated before it is unpickled
+        from trusttango.automl.signed import SignedCmaEsSampler
+
+        return SignedCmaEsSampler(seed=seed, n_startup_trials=2, warn_independent_sampling=False)
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
 
 
