@@ -35,7 +35,7 @@ from trusttango.automl import (
     to_configs,
 )
 from trusttango.errors import InputError
-from trusttango.models import build_model, config_for
+from trusttango.models import build_model, config_for, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # budgets of seconds: no thread oversubscription on a shared CPU
@@ -464,3 +464,24 @@ def test_cmaes_state_written_by_someone_else_is_never_executed(tmp_path, monkeyp
     with contextlib.suppress(Exception):  # stock CMA-ES unpickles whatever the storage holds
         _cma_study(f"sqlite:///{tmp_path / 'c.db'}", optuna.samplers.CmaEsSampler(seed=0, n_startup_trials=0))
     assert control.exists()
+
+
+def test_the_saved_best_is_the_studys_best_whoever_trained_it(digits, tmp_path):
+    """A later run that finds nothing better (here: one of 2 s) saves the study's best trial, whose
+    weights an earlier run kept, not its own best; the saved model scores the study's best value."""
+    from trusttango.automl.results import write_results
+    from trusttango.evaluate import evaluate
+
+    url, space = f"sqlite:///{tmp_path / 'study.db'}", space_for(digits.train, backbones=("small_cnn",), epochs=(1, 3))
+    kept = tmp_path / "trials"
+    first = AnytimeSearch(digits, budget_s=12.0, sampler="random", storage=url, space=space, artifacts=kept).run()
+    best = first.study.best_trial
+    assert Path(best.user_attrs["weights"]).parent == kept.resolve()
+    later = AnytimeSearch(digits, budget_s=2.0, sampler="random", storage=url, space=space, artifacts=kept,
+                          quick_start=False, seed=1).run()  # fmt: skip
+    assert later.study.best_trial.number == best.number
+    doc = write_results(later, digits, tmp_path / "out", {"data": "digits"})
+    assert doc["best"]["trial"] == best.number and doc["best"]["weights"] == "kept"
+    assert doc["best"]["val_accuracy"] == best.value
+    saved = load_model(tmp_path / "out" / "best_model")
+    assert evaluate(saved.model, digits.val).accuracy == pytest.approx(best.value, abs=1e-9)

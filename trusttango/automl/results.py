@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict
 
 from trusttango.automl.ensemble import compare
@@ -17,7 +18,7 @@ from trusttango.automl.runner import SearchResult, Snapshot
 from trusttango.data.base import Splits
 from trusttango.errors import require
 from trusttango.evaluate import evaluate
-from trusttango.models import SavedModel, save_model
+from trusttango.models import SavedModel, load_model, save_model
 from trusttango.outputs import atomic_output
 from trusttango.plotting import save_figure, subplots
 from trusttango.schema import read
@@ -68,6 +69,33 @@ def saved_model(best: Snapshot, splits: Splits, settings: dict) -> SavedModel:
     return SavedModel(model, best.config, splits.class_names, meta)
 
 
+def study_best(result: SearchResult, previous_best: dict | None) -> tuple[Snapshot | None, str]:
+    """The model ``best_model`` should now hold (None: keep the one it holds) and where its
+    weights come from: ``kept`` (the artifact folder, whichever worker or run trained it),
+    ``this run``, or ``missing: ...``. Single-objective studies: the study's best trial;
+    otherwise (or before any trial finished): this run's best snapshot if it beats the previous."""
+    done = [] if result.multi_objective else result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        better = result.best is not None and (
+            previous_best is None or result.best.val_accuracy > previous_best["val_accuracy"]
+        )
+        return (result.best if better else None), "this run"
+    trial = result.study.best_trial
+    if previous_best is not None and previous_best["trial"] == trial.number:
+        return None, str(previous_best.get("weights", "this run"))
+    folder = trial.user_attrs.get("weights")
+    if folder and (Path(folder) / "config.json").is_file():
+        saved = load_model(folder)
+        state = {k: v.detach().clone() for k, v in saved.model.state_dict().items()}
+        return Snapshot(
+            trial.number, float(trial.value), saved.config, saved.meta["train"], trial.params, state
+        ), "kept"
+    mine = next((snap for snap in result.top if snap.trial == trial.number), None)
+    if mine is not None:
+        return mine, "this run"
+    return None, f"missing: trial {trial.number}'s weights were not kept where this worker can read them"
+
+
 def pareto_front(result: SearchResult) -> list[dict]:
     """Non-dominated trials of a multi-objective run: accuracy vs accuracy under FGSM."""
     rows = [
@@ -101,19 +129,18 @@ def write_results(
     result: SearchResult, splits: Splits, out: str | Path, settings: dict, previous_best: dict | None = None
 ) -> dict:
     """Write every output under ``out``; return the ``search.json`` document. A resumed run
-    keeps ``previous_best`` (and its model directory) unless it found a better model."""
+    keeps ``previous_best`` (and its model directory) unless the study's best trial changed
+    (:func:`study_best`); when that trial's weights are missing, ``study_best`` says so."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.study.trials_dataframe().to_csv(out / "trials.csv", index=False)
     result.curve.plot(out / "learning_curve.png", title=settings.get("data", ""))
     curve = {**result.curve.to_dict(), "emissions": result.emissions}
     (out / "learning_curve.json").write_text(json.dumps(curve, indent=2))
-    improved = result.best is not None and (
-        previous_best is None or result.best.val_accuracy > previous_best["val_accuracy"]
-    )
+    best, weights = study_best(result, previous_best)
     doc: dict = {
         **settings,
-        "status": "ok" if improved or previous_best else "empty",
+        "status": "ok" if best or previous_best else "empty",
         "elapsed_s": result.elapsed_s,
         "trials_run": result.trials_run,
         "trials_in_study": len(result.study.trials),
@@ -123,15 +150,20 @@ def write_results(
     }
     if doc["status"] == "empty":
         doc["message"] = f"budget {settings.get('budget_s')} s too small to train any model within it"
-    if improved:
-        saved = saved_model(result.best, splits, settings)
-        save_model(saved, out / "best_model")
+    if best is not None:
+        saved = saved_model(best, splits, settings)
+        with atomic_output(out / "best_model") as staging:
+            save_model(saved, staging)
         doc["best"] = {
             **saved.meta["automl"],
             "test_accuracy": saved.meta["metrics"]["test_accuracy"],
             "model": saved.config.to_dict(),
-            "train": result.best.train,
+            "train": best.train,
+            "weights": weights,
         }
+    elif weights.startswith("missing"):
+        doc["study_best"] = {"trial": result.study.best_trial.number, "val_accuracy": result.study.best_value,
+                             "weights": weights}  # fmt: skip
     if result.multi_objective:
         front = pareto_front(result)
         doc["pareto"] = front

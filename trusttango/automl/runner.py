@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import optuna
 import torch
@@ -32,7 +33,7 @@ from trusttango.automl.storage import fail_stale_trials, open_storage, storage_l
 from trusttango.data.base import LabelledDataset, Splits, stratified_indices
 from trusttango.errors import InputError, require
 from trusttango.evaluate import predict_proba
-from trusttango.models import ModelConfig, build_model, config_for
+from trusttango.models import ModelConfig, SavedModel, build_model, config_for, save_model
 from trusttango.train import Hook, TrainConfig, TrainState, accuracy, fit
 from trusttango.workflow import channel_stats
 
@@ -161,6 +162,9 @@ class AnytimeSearch:
     ``accuracy`` or ``accuracy+robustness`` (NSGA-II-style Pareto search; no pruning).
     ``pruner``: default median pruning (Optuna's ``MedianPruner``) of the per-epoch validation accuracy.
     ``quick_start``: train the quick-start model (seconds, not an Optuna trial) before the trials.
+    ``artifacts``: a folder (shared by the study's workers) where the weights of every trial that
+    becomes the study's best are kept, as a model directory ``trial-<number>`` named by the
+    trial's user attribute ``weights``; None keeps none.
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class AnytimeSearch:
         device: str = "auto",
         pruner: optuna.pruners.BasePruner | None = None,
         quick_start: bool = True,
+        artifacts: str | Path | None = None,
     ) -> None:
         require(budget_s > 0, f"budget must be > 0 seconds, got {budget_s}")
         require(objective in OBJECTIVES, f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
@@ -193,6 +198,7 @@ class AnytimeSearch:
         self.pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
         self.mean, self.std = channel_stats(splits.train)
         self.quick_start = quick_start
+        self.artifacts = None if artifacts is None else Path(artifacts)
         self.probe = stratified_subset(splits.val, PROBE_SIZE, seed)
         self.next_check = FIRST_CHECK_S
         self.start = time.perf_counter()
@@ -281,10 +287,24 @@ class AnytimeSearch:
             raise optuna.TrialPruned("the budget ran out before the first epoch ended")
         acc = float(history.best_val_accuracy)
         if not self.multi_objective:
+            self._keep_weights(trial, hook.best, acc)
             return acc
         robust = fgsm_accuracy(hook.best.model(), self.splits.val, self.fgsm_eps)  # the weights scored by ``acc``
         self.robust[trial.number] = robust
         return acc, robust
+
+    def _keep_weights(self, trial: optuna.Trial, snap: Snapshot | None, value: float) -> None:
+        """Save ``snap`` (the weights Optuna scores as ``value``) when they beat every finished
+        trial of the study, so that its best trial has its weights whichever worker or run trained it."""
+        if self.artifacts is None or snap is None:
+            return
+        done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if done and value <= max(t.value for t in done):
+            return
+        meta = {"train": snap.train, "automl": {"trial": trial.number, "params": snap.params, "val_accuracy": value}}
+        folder = save_model(SavedModel(snap.model(), snap.config, self.splits.class_names, meta),
+                            self.artifacts / f"trial-{trial.number}")  # fmt: skip
+        trial.set_user_attr("weights", str(folder.resolve()))
 
     def study(self) -> optuna.Study:
         """Create or load the shared study, failing the trials of killed local workers. A new

@@ -89,7 +89,7 @@ def _search(settings: dict, out: Path, resume: bool, backbones: tuple[str, ...],
     search = AnytimeSearch(
         splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
         settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],
-        settings["seed"], device,
+        settings["seed"], device, artifacts=out / "trials",
     )  # fmt: skip
     result = search.run()
     record = {**settings, "storage": masked(settings["storage"]), "space": space.to_dict()}
