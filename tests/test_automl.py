@@ -485,3 +485,18 @@ def test_the_saved_best_is_the_studys_best_whoever_trained_it(digits, tmp_path):
     assert doc["best"]["val_accuracy"] == best.value
     saved = load_model(tmp_path / "out" / "best_model")
     assert evaluate(saved.model, digits.val).accuracy == pytest.approx(best.value, abs=1e-9)
+
+
+def test_a_worker_on_another_split_is_refused(digits, tmp_path):
+    """Trials of one study are comparable only on one split: a worker whose data split differs
+    (another --split-seed) is refused in one line and the study is left as it was."""
+    from trusttango.data import load_builtin
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = AnytimeSearch(digits, budget_s=5.0, sampler="random", storage=url).study()
+    before = dict(study.user_attrs)
+    other = AnytimeSearch(load_builtin("digits", seed=1), budget_s=5.0, sampler="random", storage=url)
+    with pytest.raises(InputError, match=r"study 'automl': its trials were scored on other data or another split"):
+        other.study()
+    assert optuna.load_study(study_name="automl", storage=url).user_attrs == before
+    assert AnytimeSearch(load_builtin("digits", seed=0), budget_s=5.0, storage=url).study().user_attrs == before

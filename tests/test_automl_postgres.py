@@ -5,6 +5,7 @@ no finished trial, and a rerun with the same storage resumes the study."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,9 @@ import optuna
 import pytest
 
 from trusttango.automl import open_storage
+from trusttango.data import load_data
+from trusttango.evaluate import evaluate
+from trusttango.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -75,40 +79,59 @@ def _complete(url: str) -> dict[int, list[float]]:
     return {t.number: t.values for t in _finished(url)}
 
 
-def test_two_workers_share_a_study_survive_a_kill_and_resume(postgres_url, tmp_path):
-    a = _worker(tmp_path / "a", postgres_url, 40, 0)
-    time.sleep(3)  # let worker a create the study first
-    b = _worker(tmp_path / "b", postgres_url, 120, 1)
-    deadline = time.time() + 150
+def _study(url: str) -> optuna.Study:
+    return optuna.load_study(study_name="shared", storage=open_storage(url))
+
+
+def _wait_for_a_running_trial_of(worker: str, url: str, deadline: float) -> dict[int, list[float]]:
+    """Poll until >= 4 trials finished, by >= 2 workers, and ``worker`` runs a trial; the finished ones."""
     done: dict[int, list[float]] = {}
-    workers: set[str] = set()
-    while time.time() < deadline and (len(done) < 4 or len(workers) < 2):
+    while time.time() < deadline:
         time.sleep(1)
         try:
-            finished = _finished(postgres_url)
+            trials = _study(url).trials
         except KeyError:  # study not created yet
             continue
+        finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         done = {t.number: t.values for t in finished}
-        workers = {t.user_attrs["worker"] for t in finished}
-    assert len(done) >= 4 and len(workers) == 2, f"workers finished too few trials ({len(done)}, by {workers})"
-    b.send_signal(signal.SIGKILL)
-    b.wait(timeout=30)
-    _, err = a.communicate(timeout=200)
-    assert a.returncode == 0, err
+        running = [t for t in trials if t.state.name == "RUNNING" and t.user_attrs.get("worker") == worker]
+        if len(done) >= 4 and len({t.user_attrs["worker"] for t in finished}) >= 2 and running:
+            return done
+    raise AssertionError(f"workers finished too few trials ({len(done)}) or {worker} ran none")
+
+
+def test_three_workers_started_together_survive_a_kill_and_resume(postgres_url, tmp_path):
+    """Three workers start at once on one study; one is killed mid-trial; a resume finishes the
+    study: no trial lost or numbered twice, the killed trial failed exactly once, nothing left
+    running, and the saved best model scores the study's best value on the validation split."""
+    workers = {name: _worker(tmp_path / name, postgres_url, budget, seed)
+               for name, budget, seed in (("a", 40, 0), ("b", 150, 1), ("c", 40, 2))}  # fmt: skip
+    killed = f"{socket.gethostname()}:{workers['b'].pid}"
+    done = _wait_for_a_running_trial_of(killed, postgres_url, time.time() + 150)
+    workers["b"].send_signal(signal.SIGKILL)
+    workers["b"].wait(timeout=30)
+    for name in ("a", "c"):
+        _, err = workers[name].communicate(timeout=200)
+        assert workers[name].returncode == 0, err
     after = _complete(postgres_url)
     assert all(after.get(n) == v for n, v in done.items())  # no finished trial lost
-    study = optuna.load_study(study_name="shared", storage=open_storage(postgres_url))
-    assert len({t.user_attrs["worker"] for t in study.trials if t.number in done}) == 2  # both shared the study
     exe = str(Path(sys.executable).with_name("trusttango"))
     resumed = subprocess.run(
         [exe, "automl", "--resume", "--out", str(tmp_path / "a"), "--budget", "6"],
         cwd=ROOT, capture_output=True, text=True, timeout=200, env=ONE_THREAD,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    final = _complete(postgres_url)
-    assert len(final) > len(after) and all(final.get(n) == v for n, v in after.items())
-    states = [t.state for t in optuna.load_study(study_name="shared", storage=open_storage(postgres_url)).trials]
-    assert optuna.trial.TrialState.RUNNING not in states  # the killed worker's trial was failed by heartbeat
+    study = _study(postgres_url)
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers)) and optuna.trial.TrialState.RUNNING not in [t.state for t in study.trials]
+    stale = [t for t in study.trials if t.user_attrs.get("worker") == killed and t.state.name == "FAIL"]
+    assert len(stale) == 1 and len({t.user_attrs.get("worker") for t in study.trials if t.number in done}) >= 2
+    assert all(_complete(postgres_url).get(n) == v for n, v in after.items())
+    saved = load_model(tmp_path / "a" / "best_model")
+    doc = json.loads((tmp_path / "a" / "search.json").read_text())
+    assert doc["best"]["trial"] == study.best_trial.number and doc["best"]["weights"] == "kept"
+    val = load_data("digits", seed=0).val
+    assert evaluate(saved.model, val).accuracy == pytest.approx(study.best_value, abs=1e-9)
 
 
 @pytest.mark.parametrize("half_finished", [False, True], ids=["fresh", "stale-trial"])

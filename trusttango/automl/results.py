@@ -52,6 +52,7 @@ class SearchRecord(BaseModel):
     fgsm_eps: float
     prune: bool
     seed: int
+    split_seed: int = 0
     space: dict
     best: BestTrial | None = None
 

@@ -18,6 +18,7 @@ accuracy under an FGSM attack (Goodfellow et al. 2015).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,14 @@ QUICK_SIZE = 8000  # training examples of the quick-start model
 QUICK_SHARE, QUICK_MAX_S = 0.05, 30.0  # the quick start's share of T, and its cap in seconds
 FIRST_CHECK_S, CHECK_GROWTH = 1.0, 1.5  # checkpoints at ~1 s, then each 1.5x later (and >= 4x its cost)
 MIN_CHECK_STEPS = 20  # no checkpoint inside a trial's first steps (an untrained model is not worth a prediction)
+
+
+def splits_fingerprint(splits: Splits) -> str:
+    """16 hex digits of SHA-256 over every label of the three splits and the validation inputs."""
+    digest = hashlib.sha256()
+    for part in (splits.train.y, splits.val.y, splits.test.y, splits.val.x):
+        digest.update(part.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def make_sampler(name: str, seed: int, multi_objective: bool = False) -> optuna.samplers.BaseSampler:
@@ -323,7 +332,22 @@ class AnytimeSearch:
             fail_stale_trials(study, storage)
             if not study.trials:
                 self._first_trials(study, storage)
+            self._check_same_data(study)
         return study
+
+    def _check_same_data(self, study: optuna.Study) -> None:
+        """Every worker of a study scores its trials on the same split: the first records the
+        split's fingerprint; a worker with other data or another split is refused in one line."""
+        mine = splits_fingerprint(self.splits)
+        recorded = study.user_attrs.get("splits")
+        if recorded is None:
+            study.set_user_attr("splits", mine)
+            return
+        require(
+            recorded == mine,
+            f"study {self.study_name!r}: its trials were scored on other data or another split (fingerprint "
+            f"{recorded}, this worker's {mine}); give every worker the same --data and --split-seed",
+        )
 
     def _first_trials(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
         """A new study's meta-features and first trials: warm-start configurations, then the default."""

@@ -32,7 +32,10 @@ def automl(
     warm_start: int = typer.Option(0, min=0, help="Seed with the best configs of the N most similar studies."),
     fgsm_eps: float = typer.Option(0.03, help="FGSM step of the robustness objective."),
     prune: bool = typer.Option(True, help="Prune hopeless trials from their learning curves."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the sampler and of each trial's training."),
+    split_seed: int = typer.Option(
+        0, help="Seed of the train/validation/test split: every worker of one study must use the same."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue the study recorded in OUT/search.json."),
     force: bool = typer.Option(
@@ -52,7 +55,8 @@ def automl(
     check_output(out, True, [data])
     given = dict(
         data=data, budget_s=budget, sampler=sampler, storage=storage, study=study, objective=objective,
-        top_k=top_k, warm_start=warm_start, fgsm_eps=fgsm_eps, prune=prune, seed=seed, space=None,
+        top_k=top_k, warm_start=warm_start, fgsm_eps=fgsm_eps, prune=prune, seed=seed, split_seed=split_seed,
+        space=None,
     )  # fmt: skip
     settings = resume_settings(resume, out, given)
     with nullcontext() if resume else set_aside(out):
@@ -81,7 +85,7 @@ def _search(settings: dict, out: Path, resume: bool, backbones: tuple[str, ...],
     previous = read(SearchRecord, record).model_dump()["best"] if resume and record.exists() else None
     out.mkdir(parents=True, exist_ok=True)
     settings["storage"] = settings["storage"] or default_url(out)
-    splits = load_data(settings["data"], seed=settings["seed"])
+    splits = load_data(settings["data"], seed=settings["split_seed"])
     if settings["space"] is None:
         space = space_for(splits.train, backbones=backbones, epochs=(1, max_epochs))
     else:
