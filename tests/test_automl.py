@@ -384,6 +384,23 @@ def test_resume_refuses_a_bad_search_json(tmp_path, change, message):
     assert (tmp_path / "search.json").read_bytes() == before and not (tmp_path / "study.db").exists()
 
 
+def test_resume_refuses_a_study_that_is_not_there(tmp_path):
+    from dataclasses import asdict
+
+    from trusttango.automl.space import SearchSpace
+
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.create_study(storage=url, study_name="someone-else")
+    record = dict(
+        data="digits", budget_s=10.0, sampler="random", storage=url, study="automl", objective="accuracy", top_k=3,
+        warm_start=0, fgsm_eps=0.03, prune=True, seed=0, space=asdict(SearchSpace()), best=None,
+    )  # fmt: skip
+    (tmp_path / "search.json").write_text(json.dumps(record))
+    proc = _cli("automl", "--resume", "--out", str(tmp_path), "--budget", "5")
+    assert proc.returncode == 2 and "--resume: no study 'automl' in sqlite:///" in proc.stderr, proc.stderr
+    assert optuna.get_all_study_names(url) == ["someone-else"]
+
+
 def test_a_new_search_keeps_an_earlier_one(tmp_path):
     """OUT is a search's resume state: a new search refuses it (--resume or --force); with
     --force the old folder is set aside, put back when the new search fails, deleted after."""
@@ -487,9 +504,9 @@ def test_the_saved_best_is_the_studys_best_whoever_trained_it(digits, tmp_path):
     assert evaluate(saved.model, digits.val).accuracy == pytest.approx(best.value, abs=1e-9)
 
 
-def test_a_worker_on_another_split_is_refused(digits, tmp_path):
-    """Trials of one study are comparable only on one split: a worker whose data split differs
-    (another --split-seed) is refused in one line and the study is left as it was."""
+def test_a_worker_on_another_split_or_space_is_refused(digits, tmp_path):
+    """Trials of one study are comparable only on one split and one space: a worker whose data
+    split (another --split-seed) or search space differs is refused in one line, the study as it was."""
     from trusttango.data import load_builtin
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -500,3 +517,7 @@ def test_a_worker_on_another_split_is_refused(digits, tmp_path):
         other.study()
     assert optuna.load_study(study_name="automl", storage=url).user_attrs == before
     assert AnytimeSearch(load_builtin("digits", seed=0), budget_s=5.0, storage=url).study().user_attrs == before
+    narrow = space_for(digits.train, backbones=("small_cnn",))
+    with pytest.raises(InputError, match=r"study 'automl': searches another space \(backbones differ\)"):
+        AnytimeSearch(digits, budget_s=5.0, storage=url, space=narrow).study()
+    assert optuna.load_study(study_name="automl", storage=url).user_attrs == before

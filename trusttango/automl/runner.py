@@ -19,6 +19,7 @@ accuracy under an FGSM attack (Goodfellow et al. 2015).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -332,22 +333,25 @@ class AnytimeSearch:
             fail_stale_trials(study, storage)
             if not study.trials:
                 self._first_trials(study, storage)
-            self._check_same_data(study)
+            self._check_compatible(study)
         return study
 
-    def _check_same_data(self, study: optuna.Study) -> None:
-        """Every worker of a study scores its trials on the same split: the first records the
-        split's fingerprint; a worker with other data or another split is refused in one line."""
-        mine = splits_fingerprint(self.splits)
-        recorded = study.user_attrs.get("splits")
-        if recorded is None:
-            study.set_user_attr("splits", mine)
-            return
+    def _check_compatible(self, study: optuna.Study) -> None:
+        """Every worker of a study searches one space and scores on one split: the first records
+        both; a worker with another space, other data or another split is refused in one line."""
+        mine = {"splits": splits_fingerprint(self.splits), "space": json.loads(json.dumps(asdict(self.space)))}
+        recorded = {key: study.user_attrs.get(key) for key in mine}
+        for key in (k for k, v in recorded.items() if v is None):
+            study.set_user_attr(key, mine[key])
+        name = repr(self.study_name)
         require(
-            recorded == mine,
-            f"study {self.study_name!r}: its trials were scored on other data or another split (fingerprint "
-            f"{recorded}, this worker's {mine}); give every worker the same --data and --split-seed",
+            recorded["splits"] in (None, mine["splits"]),
+            f"study {name}: its trials were scored on other data or another split (fingerprint {recorded['splits']}, "
+            f"this worker's {mine['splits']}); give every worker the same --data and --split-seed",
         )
+        differ = sorted(k for k, v in (recorded["space"] or mine["space"]).items() if v != mine["space"].get(k))
+        require(not differ, f"study {name}: searches another space ({', '.join(differ)} differ); give every worker "
+                "the same --backbones and --max-epochs, or another --study")  # fmt: skip
 
     def _first_trials(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
         """A new study's meta-features and first trials: warm-start configurations, then the default."""

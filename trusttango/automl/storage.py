@@ -125,6 +125,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise InputError(f"storage {masked(url)}: cannot connect ({type(err).__name__})") from None
 
 
+def study_names(url: str) -> list[str]:
+    """The studies in the storage at ``url``; none, and nothing created, when its file does not exist."""
+    path = _local_file(url)
+    if path is not None and not path.exists():
+        return []
+    return optuna.get_all_study_names(open_storage(url))
+
+
 def worker_id() -> str:
     """``host:pid`` of this process, recorded on each trial it runs (user attribute ``worker``)."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -77,19 +77,21 @@ def _search(settings: dict, out: Path, resume: bool, backbones: tuple[str, ...],
     from trusttango.automl.results import SearchRecord, write_results
     from trusttango.automl.runner import AnytimeSearch
     from trusttango.automl.space import SearchSpace, space_for
-    from trusttango.automl.storage import default_url, masked
+    from trusttango.automl.storage import default_url, masked, study_names
     from trusttango.data import load_data
     from trusttango.schema import read
 
     record = out / "search.json"
     previous = read(SearchRecord, record).model_dump()["best"] if resume and record.exists() else None
+    recorded = None if settings["space"] is None else SearchSpace.from_dict(settings["space"], f"{record}: space")
     out.mkdir(parents=True, exist_ok=True)
     settings["storage"] = settings["storage"] or default_url(out)
+    if resume:
+        names, where = study_names(settings["storage"]), masked(settings["storage"])
+        require(settings["study"] in names, f"--resume: no study {settings['study']!r} in {where} (give the "
+                "--storage and --study of the search to continue)")  # fmt: skip
     splits = load_data(settings["data"], seed=settings["split_seed"])
-    if settings["space"] is None:
-        space = space_for(splits.train, backbones=backbones, epochs=(1, max_epochs))
-    else:
-        space = SearchSpace.from_dict(settings["space"], f"{record}: space")
+    space = recorded or space_for(splits.train, backbones=backbones, epochs=(1, max_epochs))
     search = AnytimeSearch(
         splits, settings["budget_s"], settings["sampler"], settings["storage"], settings["study"], space,
         settings["objective"], settings["prune"], settings["top_k"], settings["fgsm_eps"], settings["warm_start"],
