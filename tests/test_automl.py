@@ -451,6 +451,22 @@ def _plant(study: optuna.Study, marker: Path) -> None:
     study.add_trial(trial)
 
 
+def test_cmaes_state_is_json_data_that_round_trips():
+    from cmaes import CMA
+
+    from trusttango.automl.signed import dump_state, load_state
+
+    optimizer = CMA(mean=np.zeros(3), sigma=0.5, seed=0)
+    for _ in range(3):
+        optimizer.tell([(x, float(x @ x)) for x in (optimizer.ask() for _ in range(optimizer.population_size))])
+    restored = load_state(dump_state(optimizer))
+    assert json.loads(dump_state(optimizer)) and restored.generation == optimizer.generation == 3
+    assert np.array_equal(restored.mean, optimizer.mean) and restored._sigma == optimizer._sigma
+    reference = CMA.__new__(CMA)  # the library's own serialised form (pickle's): the upper triangle of C
+    reference.__setstate__(optimizer.__getstate__())
+    assert np.array_equal(restored._C, reference._C) and np.allclose(restored._C, optimizer._C, atol=1e-12)
+
+
 def test_cmaes_state_written_by_someone_else_is_never_executed(tmp_path, monkeypatch):
     """A payload written into the study's storage ran when stock CMA-ES resumed it (the control
     below shows it); the signed sampler refuses it in one line before unpickling anything."""
@@ -467,8 +483,10 @@ def test_cmaes_state_written_by_someone_else_is_never_executed(tmp_path, monkeyp
     study = _cma_study(url, SignedCmaEsSampler(seed=0, key=key, n_startup_trials=2))
     signed = [t for t in study.trials if any(k.startswith("cma:optimizer") for k in t.system_attrs)]
     assert signed, "the sampler saved no state to authenticate"
+    generation = max(t.system_attrs.get("cma:generation", 0) for t in study.trials)
     resumed = _cma_study(url, SignedCmaEsSampler(seed=1, key=key, n_startup_trials=2))  # its own state verifies
     assert len(resumed.trials) == 28
+    assert max(t.system_attrs.get("cma:generation", 0) for t in resumed.trials) > generation  # continued, not restarted
     marker = tmp_path / "pwned"
     _plant(study, marker)
     with pytest.raises(InputError, match=r"CMA-ES state saved with trial 28 is not signed with this key"):

@@ -1,13 +1,14 @@
-"""CMA-ES whose saved state is authenticated: nothing read from a shared study is executed unless
-this installation wrote it.
+"""CMA-ES whose saved state is data, and authenticated: nothing read from a shared study is
+ever executed.
 
 Optuna's ``CmaEsSampler`` keeps its optimizer between trials (and between the workers and runs
 of one study) as a pickle in the trials' system attributes, and unpickles the newest one it
 finds. Anyone who can write to the study's storage (a shared PostgreSQL database, a copied
 ``study.db``) could put a payload there that runs on every CMA-ES worker that resumes or joins
-the study. :class:`SignedCmaEsSampler` prefixes each saved state with an HMAC-SHA256 tag
-(RFC 2104) under a key kept outside the storage (:func:`study_key`), and refuses, in one line,
-a state whose tag does not verify, before unpickling it.
+the study. :class:`SignedCmaEsSampler` stores the optimizer's state (``cmaes.CMA``'s own
+``__getstate__``: numbers and arrays) as JSON instead, and never unpickles anything; each state
+carries an HMAC-SHA256 tag (RFC 2104) under a key kept outside the storage (:func:`study_key`),
+so a state someone else wrote, which could still steer the search, is refused in one line.
 
 Workers on several machines share a study only when they share the key: set
 ``TRUSTTANGO_STUDY_KEY`` (64 hex digits) on each of them, or copy the key file.
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
-import pickle
 import secrets
 from pathlib import Path
 
+import numpy as np
 import optuna
+from cmaes import CMA
 
 from trusttango.errors import InputError, require
 
@@ -60,28 +63,60 @@ def _tag(key: bytes, payload_hex: str) -> str:
     return hmac.new(key, payload_hex.encode(), hashlib.sha256).hexdigest()
 
 
+def _encode(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": str(value.dtype)}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def dump_state(optimizer: CMA) -> str:
+    """``optimizer``'s state as JSON: numbers, lists and arrays (``{"array": ..., "dtype": ...}``)."""
+    return json.dumps({k: _encode(v) for k, v in optimizer.__getstate__().items()}, allow_nan=True)
+
+
+def load_state(text: str) -> CMA:
+    """The ``cmaes.CMA`` whose state :func:`dump_state` wrote (plain data: nothing is executed)."""
+    state = {
+        k: np.asarray(v["array"], dtype=np.dtype(v["dtype"])) if isinstance(v, dict) else v
+        for k, v in json.loads(text).items()
+    }
+    optimizer = CMA.__new__(CMA)
+    optimizer.__setstate__(state)
+    return optimizer
+
+
 class SignedCmaEsSampler(optuna.samplers.CmaEsSampler):
-    """``CmaEsSampler`` whose saved optimizer carries an HMAC tag under :func:`study_key`; a state
-    without a valid tag is refused (:class:`~trusttango.errors.InputError`), never unpickled."""
+    """``CmaEsSampler`` (plain CMA: no ``use_separable_cma`` or ``with_margin``) whose saved
+    optimizer is JSON data with an HMAC tag under :func:`study_key`; a state without a valid tag
+    is refused (:class:`~trusttango.errors.InputError`). One sampler object per thread."""
 
     def __init__(self, *args: object, key: bytes | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._key = key if key is not None else study_key()
+        self._current: CMA | None = None  # the optimizer this sample works with (what is saved)
+
+    def _init_optimizer(self, *args: object, **kwargs: object) -> CMA:
+        self._current = super()._init_optimizer(*args, **kwargs)
+        return self._current
 
     def _split_optimizer_str(self, optimizer_str: str) -> dict[str, str]:
-        return super()._split_optimizer_str(_tag(self._key, optimizer_str) + optimizer_str)
+        """Save :func:`dump_state` of the current optimizer (Optuna's pickle, ``optimizer_str``, is dropped)."""
+        state = dump_state(self._current)
+        return super()._split_optimizer_str(_tag(self._key, state) + state)
 
-    def _restore_optimizer(self, completed_trials: list[optuna.trial.FrozenTrial]) -> object | None:
+    def _restore_optimizer(self, completed_trials: list[optuna.trial.FrozenTrial]) -> CMA | None:
+        self._current = None
         for trial in reversed(completed_trials):
             attrs = {k: v for k, v in trial.system_attrs.items() if k.startswith(self._attr_key_optimizer)}
             if not attrs:
                 continue
             signed = self._concat_optimizer_attrs(attrs)
-            tag, payload = signed[:TAG_CHARS], signed[TAG_CHARS:]
+            tag, state = signed[:TAG_CHARS], signed[TAG_CHARS:]
             require(
-                hmac.compare_digest(tag, _tag(self._key, payload)),
+                hmac.compare_digest(tag, _tag(self._key, state)),
                 f"study: the CMA-ES state saved with trial {trial.number} is not signed with this key "
                 f"({KEY_ENV} or {KEY_FILE}); refusing to load it",
             )
-            return pickle.loads(bytes.fromhex(payload))  # noqa: S301 (authenticated above)
-        return None
+            self._current = load_state(state)
+            break
+        return self._current
