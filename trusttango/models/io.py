@@ -152,8 +152,9 @@ def read_config(directory: str | Path, formats: tuple[str, ...] | None = None) -
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:
     """Rebuild the model in ``directory`` and load its weights (eval mode); another format
     (an installed entry point or :func:`register_format`) is read by its own loader."""
-    if read_config(directory)["format"] != FORMAT:
-        return _loader(read_config(directory)["format"])(Path(directory), device)
+    fmt = read_config(directory)["format"]
+    if fmt != FORMAT:
+        return _loader(fmt)(Path(directory), device)
     document = read(ModelDocument, Path(directory) / CONFIG)
     cfg = document.model
     model = build_model(cfg, seed=None)
