@@ -37,18 +37,23 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100, tight: bool = True) 
 
 
 def plot_roc(
-    curves: dict[str, tuple[Any, Any, float]], path: str | Path, title: str = "ROC", log: bool = False
+    curves: dict[str, tuple[Any, Any, float]],
+    path: str | Path,
+    title: str = "ROC",
+    log: bool = False,
+    floor: float = 1e-5,
 ) -> Path:
     """ROC curves as a PNG: ``curves`` maps a label to ``(fpr, tpr, auc)``; the chance diagonal
-    is drawn, and ``log=True`` puts both axes on log scales (the low-FPR view of membership
-    attacks, Carlini et al. 2022, Fig. 1)."""
+    is drawn, and ``log=True`` puts both axes on log scales from ``floor`` (the low-FPR view of
+    membership attacks, Carlini et al. 2022, Fig. 1; below one negative in the data's count no
+    rate is measured)."""
     require(len(curves) > 0, "plot_roc: no curves given")
     fig, ax = subplots(figsize=(4.8, 4.8))
     for label, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
-    ax.plot([1e-5 if log else 0, 1], [1e-5 if log else 0, 1], "k:", lw=1, label="chance")
+    ax.plot([floor if log else 0, 1], [floor if log else 0, 1], "k:", lw=1, label="chance")
     if log:
-        ax.set(xscale="log", yscale="log", xlim=(1e-5, 1), ylim=(1e-5, 1))
+        ax.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1))
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title)
     ax.legend(loc="lower right", fontsize=7)
     return save_figure(fig, path, dpi=110)

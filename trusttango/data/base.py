@@ -70,6 +70,19 @@ class LabelledDataset(torch.utils.data.Dataset):
         return np.bincount(self.y.numpy(), minlength=self.num_classes)
 
 
+def concat(first: LabelledDataset, *rest: LabelledDataset, name: str | None = None) -> LabelledDataset:
+    """The rows of ``first`` then of each of ``rest``: one input shape and one list of class
+    names; the ``extra`` columns all of them have are kept."""
+    parts = [first, *rest]
+    for ds in rest:
+        require(ds.input_shape == first.input_shape, f"concat: input shape {ds.input_shape} != {first.input_shape}")
+        require(ds.class_names == first.class_names, f"concat: {ds.name!r} has other class names than {first.name!r}")
+    keys = set(first.extra).intersection(*(ds.extra for ds in rest))
+    extra = {k: np.concatenate([ds.extra[k] for ds in parts]) for k in sorted(keys)}
+    x, y = torch.cat([ds.x for ds in parts]), torch.cat([ds.y for ds in parts])
+    return replace(first, x=x, y=y, extra=extra, name=name or first.name)
+
+
 def validate(ds: LabelledDataset) -> None:
     """Check shapes, dtypes, label range and finiteness; raise :class:`InputError`."""
     require(ds.modality in MODALITIES, f"{ds.name}: modality {ds.modality!r} is not one of {MODALITIES}")

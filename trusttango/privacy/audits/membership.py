@@ -28,6 +28,8 @@ from trusttango.errors import require
 from trusttango.torchutil import batched_forward
 from trusttango.train import TrainConfig, fit
 
+LOW_FPRS = (0.001, 0.01)  # Carlini et al. 2022 report TPR at 0.1 % and 1 % FPR
+
 
 @dataclass
 class MembershipResult:
@@ -41,16 +43,32 @@ class MembershipResult:
     fpr: np.ndarray
     tpr: np.ndarray
 
+    @property
+    def n_members(self) -> int:
+        return int(self.is_member.sum())
+
+    @property
+    def n_nonmembers(self) -> int:
+        return len(self.is_member) - self.n_members
+
+    def tpr_at(self, fpr: float) -> float:
+        """The highest true-positive rate at a false-positive rate of at most ``fpr`` (no
+        interpolation between ROC points: with ``n`` non-members, FPR moves in steps of ``1/n``,
+        so ``fpr < 1/n`` reads the ROC at zero false positives)."""
+        return float(self.tpr[self.fpr <= fpr].max(initial=0.0))
+
     def interpretation(self) -> str:
         level = "no measurable" if self.auc < 0.55 else "some" if self.auc < 0.65 else "clear"
-        figures = f"AUC {self.auc:.3f}, advantage {self.advantage:.3f}"
+        low = ", ".join(f"TPR {self.tpr_at(f):.3f} at FPR {f:.1%}" for f in LOW_FPRS)
+        figures = f"{low}; AUC {self.auc:.3f}, advantage {self.advantage:.3f}"
         return f"{self.method}: {figures} -> {level} membership leakage (AUC 0.5: none)"
 
     def summary(self) -> dict[str, object]:
-        """The JSON-able headline: method, AUC, advantage and the number of members / non-members."""
-        members = int(self.is_member.sum())
-        return {"method": self.method, "auc": self.auc, "advantage": self.advantage,
-                "members": members, "nonmembers": len(self.is_member) - members}  # fmt: skip
+        """The JSON-able headline: method, TPR at the low FPRs, AUC, advantage and the number of
+        members / non-members."""
+        low = {f"tpr_at_fpr_{f:g}": self.tpr_at(f) for f in LOW_FPRS}
+        return {"method": self.method, **low, "auc": self.auc, "advantage": self.advantage,
+                "members": self.n_members, "nonmembers": self.n_nonmembers}  # fmt: skip
 
 
 def sample_members(
@@ -67,7 +85,8 @@ def sample_members(
     return sample(train), sample(test)
 
 
-def _result(method: str, member_scores: np.ndarray, nonmember_scores: np.ndarray) -> MembershipResult:
+def membership_result(method: str, member_scores: np.ndarray, nonmember_scores: np.ndarray) -> MembershipResult:
+    """The ROC, AUC and advantage of ``method``'s scores (higher: more likely a member)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     scores = np.concatenate([member_scores, nonmember_scores])
@@ -89,7 +108,7 @@ def loss_threshold_attack(model: nn.Module, members: LabelledDataset, nonmembers
     require(len(members) > 0 and len(nonmembers) > 0, "membership: members and non-members must both be non-empty")
     _, loss_in = _outputs(model, members)
     _, loss_out = _outputs(model, nonmembers)
-    return _result("loss threshold (Yeom)", -loss_in.numpy(), -loss_out.numpy())
+    return membership_result("loss threshold (Yeom)", -loss_in.numpy(), -loss_out.numpy())
 
 
 def attack_features(probs: torch.Tensor, labels: torch.Tensor, top: int = 3) -> np.ndarray:
@@ -132,10 +151,12 @@ def shadow_attack(
     attack = GradientBoostingClassifier(random_state=seed).fit(np.concatenate(feats), np.concatenate(labels))
     score_in = attack.predict_proba(_features(model, members))[:, 1]
     score_out = attack.predict_proba(_features(model, nonmembers))[:, 1]
-    return _result(f"shadow models (Shokri, {n_shadows} shadows)", score_in, score_out)
+    return membership_result(f"shadow models (Shokri, {n_shadows} shadows)", score_in, score_out)
 
 
-def plot_roc(results: list[MembershipResult], path: str | Path) -> Path:
-    """ROC curves of membership attacks (with the chance diagonal) as a PNG."""
+def plot_roc(results: list[MembershipResult], path: str | Path, log: bool = False) -> Path:
+    """ROC curves of membership attacks (with the chance diagonal) as a PNG; ``log=True`` on
+    log-log axes from the smallest FPR the non-members can show (Carlini et al. 2022, Fig. 1)."""
     curves = {r.method: (r.fpr, r.tpr, r.auc) for r in results}
-    return plotting.plot_roc(curves, path, title="Membership inference ROC")
+    floor = min(1 / max(r.n_nonmembers, 1) for r in results)
+    return plotting.plot_roc(curves, path, title="Membership inference ROC", log=log, floor=floor)
