@@ -5,8 +5,12 @@ the empirical epsilon lower bound checked against an independent Clopper-Pearson
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ import torch
 from scipy.stats import binomtest
 from torch import nn
 
+from trusttango.cli import main
 from trusttango.errors import InputError
 from trusttango.privacy.audits import (
     ReferenceModels,
@@ -173,3 +178,61 @@ def test_bad_reference_settings_are_refused_in_one_line(fmnist, call, message):
     members, nonmembers, population = _candidates(fmnist, 20)
     with pytest.raises(InputError, match=re.escape(message)):
         call(_mlp(), (members, nonmembers), population)
+
+
+@pytest.fixture(scope="module")
+def cli_model(tmp_path_factory) -> Path:
+    """A digits CNN trained by the CLI, so its config.json records how it was trained."""
+    out = tmp_path_factory.mktemp("membership") / "model"
+    args = ["train", "--data", "digits", "--epochs", "5", "--depth", "2", "--width", "0.25", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-m", "trusttango.cli", *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def _membership(args: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    """``trusttango membership ARGS`` in this process (the console's stderr captured)."""
+    monkeypatch.setattr(sys, "argv", ["trusttango", "membership", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    return stop.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attack, extra", [("rmia", []), ("lira", ["--online", "--reference-models", "2"])])
+def test_membership_cli_runs_each_attack_beside_the_loss_threshold(cli_model, tmp_path, attack, extra, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    out = tmp_path / "mi"
+    code, err = _membership([str(cli_model), "--attack", attack, *extra, "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    record = json.loads((out / "membership.json").read_text())
+    assert record["method"].startswith(attack.upper() if attack == "rmia" else "LiRA")
+    assert record["baseline"]["method"] == "loss threshold (Yeom)"
+    assert record["members"] == record["nonmembers"] == record["baseline"]["members"] == 179  # half of 359 test
+    assert record["population"] == 180 and record["reference_models"] == 2
+    assert 0 <= record["tpr_at_fpr_0.01"] <= 1 and 0 <= record["empirical_epsilon"]["lower"]
+    assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG" and "TPR" in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--attack", "shadow"], "unknown membership attack 'shadow'"),
+        (["--attack", "rmia", "--reference-models", "0"], "rmia needs at least 1"),
+        (["--attack", "lira", "--reference-models", "1"], "lira needs at least 2"),
+        (["--attack", "lira", "--online", "--reference-models", "3"], "online needs an even number"),
+        (["--members", "{t}/outside.txt"], "is not in the training data (1258 examples)"),
+        (["--members", "{t}/many.txt"], "fewer than the 300 members"),
+        (["--members", "{t}/words.txt"], "is not a non-negative integer index"),
+    ],
+    ids=["unknown", "rmia-0", "lira-1", "online-odd", "outside", "population", "not-an-index"],
+)
+def test_membership_cli_refuses_bad_input_in_one_line(cli_model, tmp_path, extra, message, capsys, monkeypatch):
+    (tmp_path / "outside.txt").write_text("3\n5000\n")
+    (tmp_path / "many.txt").write_text("\n".join(map(str, range(300))))
+    (tmp_path / "words.txt").write_text("3\nseven\n")
+    out = tmp_path / "mi"
+    args = [str(cli_model), *[e.format(t=tmp_path) for e in extra], "--out", str(out)]
+    code, err = _membership(args, capsys, monkeypatch)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and message in lines[-1] and "Traceback" not in err, err
+    assert not out.exists()

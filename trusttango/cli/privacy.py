@@ -106,26 +106,55 @@ def anonymize_cmd(
 def membership_cmd(
     model: Path = model_argument(),
     data: str = data_option(help="The data the model was trained on (members: its train split)."),
-    n: int = typer.Option(2000, min=10, help="Members (train split) and non-members (test split) to score, each."),
-    seed: int = typer.Option(0, help="Seed of the split (user data) and of the sample."),
+    attack: str = typer.Option("rmia", help="rmia (Zarifzadeh et al. 2024) | lira (Carlini et al. 2022) | loss"),
+    reference_models: int = typer.Option(2, help="Reference models trained like the model (rmia >= 1, lira >= 2)."),
+    online: bool = typer.Option(False, "--online/--offline", help="Reference models train on the candidates too."),
+    n: int = typer.Option(
+        1000, min=10, help="Members to test (at most half the test split: the rest is the population)."
+    ),  # fmt: skip
+    members: Path = typer.Option(None, help="Text file of train-split indices to test as members (one a line)."),
+    seed: int = typer.Option(0, help="Seed of the split (user data), the sample and the reference models."),
     out: Path = typer.Option(Path("runs/membership"), help="Folder for roc.png and membership.json."),
     force: bool = FORCE_OPTION,
 ) -> None:
-    """Membership-inference audit (Yeom loss threshold): AUC and advantage, with a ROC PNG."""
+    """Membership-inference audit: TPR at 0.1 % and 1 % FPR, AUC and the epsilon the attack proves,
+    beside the loss threshold on the same examples, with a log-log ROC PNG."""
     from trusttango.data import load_data
     from trusttango.models import load_model
-    from trusttango.privacy.audits import loss_threshold_attack, plot_roc, sample_members
+    from trusttango.privacy.audits import plot_roc
+    from trusttango.privacy.audits.membership_audit import candidates, check_attack, run_membership
+    from trusttango.privacy.audits.recipe import saved_recipe
 
-    check_output(out, force, [model, data])
+    check_attack(attack, reference_models, online)
+    check_output(out, force, [model, data, members])
+    indices = _member_indices(members) if members else None
     saved = load_model(model_dir(model))
     splits = load_data(recorded_data(saved, data, model), seed=seed)
     check_compatible(saved, splits.test)
-    result = loss_threshold_attack(saved.model, *sample_members(splits.train, splits.test, n, seed))
+    found = candidates(splits.train, splits.test, n, indices, seed)
+    recipe = None if attack == "loss" else saved_recipe(saved, progress=True)
+    privacy = saved.meta.get("privacy") or {}
+    audit = run_membership(saved.model, found, attack, recipe, reference_models, online,
+                           privacy.get("delta", 1e-5), seed)  # fmt: skip
     with atomic_output(out) as staging:
-        plot_roc([result], staging / "roc.png")
-        (staging / "membership.json").write_text(json.dumps(result.summary(), indent=2))
-    console.print(result.interpretation())
+        plot_roc([audit.baseline, audit.result] if attack != "loss" else [audit.result], staging / "roc.png", log=True)
+        (staging / "membership.json").write_text(json.dumps(audit.summary(), indent=2))
+    console.print(audit.result.interpretation())
+    if attack != "loss":
+        console.print(f"same examples, {audit.baseline.interpretation()}")
+    if privacy:
+        console.print(audit.bound.against(privacy["epsilon"]))
     console.print(f"written {out / 'roc.png'} and {out / 'membership.json'}")
+
+
+def _member_indices(path: Path) -> list[int]:
+    """Train-split indices, one a line (blank lines skipped)."""
+    require(path.is_file(), f"--members {path}: no such file")
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    bad = [line for line in lines if not line.isdigit()]
+    require(not bad, f"--members {path}: {bad[:1]} is not a non-negative integer index")
+    require(bool(lines), f"--members {path}: no index listed")
+    return [int(line) for line in lines]
 
 
 def randomized_response_cmd(

@@ -97,8 +97,9 @@ class ReferenceModels:
         logits, population_logits = [], []
         for i, kept in enumerate(keeps):
             model = self.make_model()
-            config = replace(self.train_config, seed=self.seed + i, progress=False)
-            fit(model, pool.subset(np.flatnonzero(kept)), None, config, hooks=list(self.hooks()) if self.hooks else [])
+            config = replace(self.train_config, seed=self.seed + i)
+            half = pool.subset(np.flatnonzero(kept), name=f"reference model {i + 1}/{self.n_models}")
+            fit(model, half, None, config, hooks=list(self.hooks()) if self.hooks else [])
             logits.append(query_logits(model, candidates, self.shift, self.flip))
             population_logits.append(query_logits(model, population, self.shift, self.flip))
         self.logits_, self.population_logits_ = torch.stack(logits), torch.stack(population_logits)
