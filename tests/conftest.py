@@ -68,6 +68,15 @@ def trained_once(factory: pytest.TempPathFactory, name: str, model: torch.nn.Mod
     return model.eval()
 
 
+DIGITS_TRAIN = TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False)  # how digits_model is trained
+
+
+@pytest.fixture(scope="session")
+def digits_train_config() -> TrainConfig:
+    """The training settings of ``digits_model`` (what a saved model records in ``train``)."""
+    return DIGITS_TRAIN
+
+
 @pytest.fixture(scope="session")
 def digits() -> Splits:
     """sklearn digits, 8x8 grey, 10 classes (1,257 / 180 / 360)."""
@@ -78,7 +87,7 @@ def digits() -> Splits:
 def digits_model(tmp_path_factory: pytest.TempPathFactory, digits: Splits) -> UnifiedModel:
     """A small CNN trained on digits to > 90 % test accuracy (a few seconds on CPU)."""
     model = build_model(config_for(digits.train.input_shape, 10, depth=2), seed=0)
-    config = TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False)
+    config = DIGITS_TRAIN
     return trained_once(tmp_path_factory, "digits_model", model, lambda: fit(model, digits.train, digits.val, config))
 
 

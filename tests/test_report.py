@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,38 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory, digits, digits_model) -> Path:
-    """An audit of the trained digits model (search skipped), small sample sizes."""
+def audited(tmp_path_factory, digits, digits_model, digits_train_config) -> Path:
+    """An audit of the trained digits model (search skipped), small sample sizes; the model
+    records its training settings, as ``trusttango train`` writes them."""
     root = tmp_path_factory.mktemp("audit")
-    save_model(SavedModel(digits_model, digits_model.config, digits.class_names, {"seed": 0}), root / "model")
+    meta = {"seed": 0, "train": asdict(digits_train_config)}
+    save_model(SavedModel(digits_model, digits_model.config, digits.class_names, meta), root / "model")
     cfg = AuditConfig(
         data="digits", model=root / "model", out=root / "report", n_explain=6, n_attack=60, n_membership=300
     )
     run_audit(cfg, progress=False)
     return root / "report"
+
+
+def test_privacy_reports_low_fpr_attacks_and_the_epsilon_they_prove(audited):
+    """RMIA and LiRA (offline, reference models trained like the model) beside the loss threshold
+    on the same members and non-members; the headline is a TPR at a low FPR; the count of
+    reference models is stated; a log-log ROC is drawn."""
+    record = json.loads((audited / "audit.json").read_text())
+    privacy = record["results"]["privacy"]
+    methods = [a["method"] for a in privacy["attacks"]]
+    assert methods[0].startswith("RMIA (offline, ") and methods[1].startswith("LiRA (offline, ")
+    assert methods[-1] == "loss threshold (Yeom)" and len(methods) == 3
+    count = int(methods[0].split(", ")[1].split()[0])
+    assert 2 <= count <= 8 and privacy["reference_note"].startswith(f"{count} reference models (offline")
+    assert {(a["members"], a["nonmembers"]) for a in privacy["attacks"]} == {(179, 179)}  # half the test split
+    section = next(s for s in record["sections"] if s["key"] == "privacy")
+    low = privacy["tpr_at_low_fpr"]
+    assert section["headline"] == f"TPR {low['tpr']:.3f} at {low['fpr']:.1%} FPR ({low['attack']})"
+    assert low["fpr"] == 0.01  # 179 non-members cannot show 0.1 %
+    assert low["tpr"] == max(a["tpr_at_fpr_0.01"] for a in privacy["attacks"])
+    assert privacy["empirical_epsilon"]["lower"] >= 0 and "prove epsilon >=" in section["text"]
+    assert [f["path"] for f in section["figures"]] == ["membership_roc.png"]
 
 
 def test_audit_writes_every_section(audited):

@@ -80,6 +80,10 @@ def test_privacy_passes_only_on_a_dp_bound():
     assert privacy_verdict(0.5, 0.6, 10.0, 10.0, accurate=True).verdict == PASS
     assert privacy_verdict(0.5, 0.6, 10.01, 10.0, accurate=True).verdict == FAIL
     assert privacy_verdict(0.5, 0.6, 1.0, 10.0, accurate=False).verdict == NOT_MEANINGFUL
+    # an attack's proven epsilon above the claim fails the claim; at or below it, the claim stands
+    assert privacy_verdict(0.5, 0.6, 1.0, 10.0, accurate=True, proven_epsilon=1.01).verdict == FAIL
+    assert privacy_verdict(0.5, 0.6, 1.0, 10.0, accurate=True, proven_epsilon=1.0).verdict == PASS
+    assert privacy_verdict(0.5, 0.6, None, 10.0, accurate=True, proven_epsilon=5.0).verdict == NOT_ESTABLISHED
 
 
 def test_insight_verdict():

@@ -551,39 +551,117 @@ def _no_members(ctx: Context) -> str | None:
     return None
 
 
+MAX_REFERENCE_MODELS = 8  # RMIA's few-model regime (Zarifzadeh et al. 2024 use 1 to 4 offline)
+
+
+def _reference_attacks(ctx: Context, found, deadline: float) -> tuple[list, str]:
+    """RMIA and LiRA (offline) with as many reference models as the privacy share allows, at
+    most ``MAX_REFERENCE_MODELS``; each is estimated at the model's recorded training time scaled
+    to half the population. Returns the results and a sentence saying what ran and why."""
+    from trusttango.privacy.audits import ReferenceModels, lira_attack, rmia_attack
+    from trusttango.privacy.audits.recipe import saved_recipe
+
+    try:
+        recipe = saved_recipe(ctx.saved)
+    except InputError:
+        return [], ("RMIA and LiRA were not run: they train reference models the way the model was trained, "
+                    "and this model records no training settings (a trusttango model does)")  # fmt: skip
+    records = ctx.saved.meta.get("history", {}).get("records") or [{}]
+    trained_s = float(records[-1].get("time_s", 0.0))
+    per_model = trained_s * (len(found.population) / 2) / max(1, len(ctx.splits.train))
+    wanted = affordable(deadline - time.perf_counter(), per_model, MAX_REFERENCE_MODELS, minimum=0)
+    if wanted == 0:
+        return [], (f"RMIA and LiRA were not run: one reference model (about {per_model:.0f} s) does not fit in "
+                    "the privacy share of --budget")  # fmt: skip
+    refs = ReferenceModels(recipe.make_model, recipe.train_config, wanted, False, recipe.hooks, recipe.shift,
+                           recipe.flip, ctx.config.seed)  # fmt: skip
+    refs.fit(found.members, found.nonmembers, found.population, deadline=deadline)
+    results = [rmia_attack(ctx.model, found.members, found.nonmembers, refs)] if refs.n_models_ >= 1 else []
+    if refs.n_models_ >= 2:
+        results.append(lira_attack(ctx.model, found.members, found.nonmembers, refs, online=False))
+    note = (f"{refs.n_models_} reference models (offline, as many as the privacy share of --budget allowed, at "
+            f"most {MAX_REFERENCE_MODELS}), each trained like the model on half of {len(found.population)} held-out "
+            f"examples (the model on {len(ctx.splits.train)}): {'; '.join(recipe.notes)}")  # fmt: skip
+    return results, note
+
+
+def _lowest_fpr(n_nonmembers: int) -> float:
+    """The lowest of the reported FPRs the non-members resolve (at least one false positive)."""
+    from trusttango.privacy.audits.membership import LOW_FPRS
+
+    return next((f for f in LOW_FPRS if f * n_nonmembers >= 1), LOW_FPRS[-1])
+
+
 def privacy(ctx: Context) -> Section:
-    """Membership inference (loss threshold) on train members vs test non-members; DP guarantee."""
-    from trusttango.privacy.audits.membership import loss_threshold_attack, plot_roc
+    """Membership inference at low FPR (RMIA, LiRA, loss threshold on the same examples) and the
+    epsilon the strongest proves, beside any DP guarantee."""
+    from trusttango.privacy.audits import empirical_epsilon, plot_roc
+    from trusttango.privacy.audits.membership import loss_threshold_attack
+    from trusttango.privacy.audits.membership_audit import candidates
 
     if (why := _no_members(ctx)) is not None:
         return Section("privacy", "Privacy", "Does the model leak who was in its training data?", skipped=why)
+    deadline = time.perf_counter() + ctx.budget.seconds("privacy")
     n = affordable(ctx.budget.seconds("privacy"), 2 * ctx.forward_s, ctx.config.n_membership, minimum=100)
-    members = ctx.splits.train.subset(np.arange(min(n, len(ctx.splits.train))))
-    nonmembers = ctx.splits.test.subset(np.arange(min(n, len(ctx.splits.test))))
-    result = loss_threshold_attack(ctx.model, members, nonmembers)
-    png = plot_roc([result], ctx.figures / "membership_roc.png")
+    found = candidates(ctx.splits.train, ctx.splits.test, n, seed=ctx.config.seed)
+    loss = loss_threshold_attack(ctx.model, found.members, found.nonmembers)
+    attacks, note = _reference_attacks(ctx, found, deadline)
+    results = [*attacks, loss]
+    fpr = _lowest_fpr(len(found.nonmembers))
+    top = max(results, key=lambda r: (r.tpr_at(fpr), r.auc))
     guarantee = ctx.saved.meta.get("privacy") if ctx.saved else None
-    dp_text = (
-        f"Trained with DP-SGD: (epsilon {guarantee['epsilon']:.2f}, delta {guarantee['delta']:g})."
-        if guarantee
-        else "Not trained with differential privacy (train with `trusttango train --dp` for a guarantee)."
-    )
+    delta = guarantee["delta"] if guarantee else 1e-5
+    bound = max((empirical_epsilon(r, delta) for r in results), key=lambda b: b.lower)
     t = ctx.config.thresholds
-    verdict = privacy_verdict(
-        result.auc, t.membership_auc, guarantee["epsilon"] if guarantee else None, t.dp_epsilon, ctx.accurate
-    )
-    ctx.record["privacy"] = {"membership_auc": result.auc, "advantage": result.advantage, "dp": guarantee,
-                             "n": {"members": len(members), "nonmembers": len(nonmembers)}}  # fmt: skip
+    verdict = privacy_verdict(max(r.auc for r in results), t.membership_auc,
+                              guarantee["epsilon"] if guarantee else None, t.dp_epsilon, ctx.accurate,
+                              bound.lower)  # fmt: skip
+    png = plot_roc(results, ctx.figures / "membership_roc.png", log=True)
+    ctx.record["privacy"] = {
+        "membership_auc": max(r.auc for r in results),
+        "advantage": loss.advantage,
+        "tpr_at_low_fpr": {"fpr": fpr, "tpr": top.tpr_at(fpr), "attack": top.method},
+        "attacks": [r.summary() for r in results],
+        "reference_note": note,
+        "empirical_epsilon": {
+            "lower": bound.lower,
+            "delta": delta,
+            "attack": bound.method,
+            "confidence": bound.confidence,
+        },  # fmt: skip
+        "dp": guarantee,
+        "n": {"members": len(found.members), "nonmembers": len(found.nonmembers), "population": len(found.population)},
+    }
     return Section(
         "privacy",
         "Privacy",
         "Does the model leak who was in its training data?",
-        headline=f"membership AUC {result.auc:.3f}",
+        headline=f"TPR {top.tpr_at(fpr):.3f} at {fpr:.1%} FPR ({top.method})",
         verdict=verdict.verdict,
         threshold=verdict.rule,
-        text=f"{result.interpretation()} ({len(members)} members, {len(nonmembers)} non-members). {dp_text}",
-        figures=[Figure(png, "ROC of the loss-threshold membership attack (Yeom et al. 2018)")],
+        text=_privacy_text(results, found, note, bound, guarantee),
+        figures=[
+            Figure(
+                png,
+                "Membership-inference ROC on log-log axes: RMIA, LiRA and the loss threshold on the "
+                "same members and non-members (the low-FPR view of Carlini et al. 2022)",
+            )
+        ],
     )
+
+
+def _privacy_text(results, found, note: str, bound, guarantee: dict | None) -> str:
+    attacks = " ".join(f"{r.interpretation()}." for r in results)
+    sizes = (f"{len(found.members)} members (train split), {len(found.nonmembers)} non-members and a population of "
+             f"{len(found.population)} (test split)")  # fmt: skip
+    if guarantee:
+        claim = f"Trained with DP-SGD: (epsilon {guarantee['epsilon']:.2f}, delta {guarantee['delta']:g}). "
+        claim += bound.against(guarantee["epsilon"])
+    else:
+        claim = ("Not trained with differential privacy (train with `trusttango train --dp` for a guarantee); the "
+                 f"attacks prove epsilon >= {bound.lower:.2f} at delta {bound.delta:g} ({bound.confidence:.0%} "
+                 "confidence).")  # fmt: skip
+    return f"{attacks} On {sizes}. {note}. {claim}"
 
 
 def fairness(ctx: Context) -> Section:

@@ -70,6 +70,10 @@ def _metrics(result: AuditResult) -> list[dict]:
         n = found["privacy"].get("n", {})
         sizes = f"{n.get('members', '?')} members, {n.get('nonmembers', '?')} non-members"
         out.append(_metric("membership-inference AUC", result.membership_auc, f"training vs test examples ({sizes})"))
+        low = found["privacy"].get("tpr_at_low_fpr")
+        if low:
+            name = f"membership-inference TPR at {low['fpr']:.1%} FPR"
+            out.append(_metric(name, low["tpr"], f"training examples, {low['attack']}", n.get("members")))
     if result.dp_epsilon is not None:
         out.append(_metric("differential-privacy epsilon (upper bound)", result.dp_epsilon, "training"))
     if result.fairness_gap is not None:

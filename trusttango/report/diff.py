@@ -22,6 +22,8 @@ FIGURES = (
     (("robustness", "robust_accuracy"), "robust accuracy", True),
     (("robustness", "ara", "ara"), "ARA", True),
     (("privacy", "membership_auc"), "membership-inference AUC", False),
+    (("privacy", "tpr_at_low_fpr", "tpr"), "membership-inference TPR at low FPR", False),
+    (("privacy", "empirical_epsilon", "lower"), "epsilon proven by the attacks", False),
     (("privacy", "dp", "epsilon"), "DP epsilon", False),
     (("fairness", "largest_gap", "difference"), "largest group gap", False),
     (("genesis", "alc"), "search ALC", True),

@@ -36,7 +36,9 @@ class AuditResult:
     robust_eps: float | None = None
     ara: float | None = None
     detection_auc: float | None = None  # the worst over the attacks scored
-    membership_auc: float | None = None
+    membership_auc: float | None = None  # the highest over the attacks run
+    membership_tpr: float | None = None  # the strongest attack's TPR at the lowest FPR the data resolves
+    proven_epsilon: float | None = None  # the epsilon lower bound the attacks prove (95 %)
     dp_epsilon: float | None = None
     fairness_gap: float | None = None  # the largest absolute gap
     alc: float | None = None
@@ -57,7 +59,10 @@ class AuditResult:
             accuracy=results.get("evaluation", {}).get("accuracy"), robust_accuracy=robust.get("robust_accuracy"),
             robust_eps=robust.get("eps"), ara=(robust.get("ara") or {}).get("ara"),
             detection_auc=min((d["auc"] for d in detection), default=None),
-            membership_auc=privacy.get("membership_auc"), dp_epsilon=(privacy.get("dp") or {}).get("epsilon"),
+            membership_auc=privacy.get("membership_auc"),
+            membership_tpr=(privacy.get("tpr_at_low_fpr") or {}).get("tpr"),
+            proven_epsilon=(privacy.get("empirical_epsilon") or {}).get("lower"),
+            dp_epsilon=(privacy.get("dp") or {}).get("epsilon"),
             fairness_gap=results.get("fairness", {}).get("largest_gap", {}).get("difference"),
             alc=results.get("genesis", {}).get("alc"), stage_seconds=record["stage_seconds"],
         )  # fmt: skip

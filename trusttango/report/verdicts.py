@@ -6,8 +6,8 @@ Contract: a verdict never says more than the evidence behind it.
 * ``pass`` / ``warn`` / ``fail``: the figure against its threshold (``warn``: on the wrong side
   by at most 10 % of the threshold).
 * ``not established``: the evidence a reviewer of the field asks for has not been produced
-  (a detector not evaluated under an adaptive attack; privacy with only an average-case attack
-  and no differential-privacy bound).
+  (a detector not evaluated under an adaptive attack; privacy with membership attacks alone and
+  no differential-privacy bound: attacks can show a leak, never its absence).
 * ``not meaningful``: the model fails its accuracy threshold, so robustness, explanations and
   leakage of that model say nothing about one worth deploying.
 """
@@ -143,18 +143,24 @@ def privacy_verdict(
     dp_epsilon: float | None,
     epsilon_threshold: float,
     accurate: bool,
+    proven_epsilon: float = 0.0,
 ) -> Verdict:
-    """``fail`` when the average-case attack already shows a leak or the DP bound is weak;
-    ``pass`` only on a differential-privacy bound; ``not established`` otherwise."""
+    """``fail`` when an attack already shows a leak, when the epsilon an attack proves (a lower
+    bound, :mod:`trusttango.privacy.audits.lower_bound`) exceeds the claimed DP epsilon, or when
+    the DP bound is weak; ``pass`` only on a differential-privacy bound; ``not established``
+    otherwise."""
     if not accurate:
         return Verdict(NOT_MEANINGFUL, _NOT_ACCURATE)
     if membership_auc > auc_threshold:
         return Verdict(FAIL, f"a leak shown: membership AUC above {auc_threshold:g} (Yeom et al. 2018)")
+    if dp_epsilon is not None and proven_epsilon > dp_epsilon:
+        return Verdict(FAIL, f"an attack proves epsilon >= {proven_epsilon:.3g}, above the claimed {dp_epsilon:.3g}: "
+                             "the DP guarantee does not hold (Jagielski et al. 2020)")  # fmt: skip
     dp_rule = f"DP bound epsilon <= {epsilon_threshold:g} (Ponomareva et al. 2023, 'How to DP-fy ML', Sec. 5.2)"
     if dp_epsilon is not None:
         return Verdict(PASS if dp_epsilon <= epsilon_threshold else FAIL, dp_rule)
     return Verdict(
         NOT_ESTABLISHED,
-        "only an average-case attack ran; a low AUC does not show the absence of a leak at low false-positive "
-        f"rates (Carlini et al. 2022): needs a {dp_rule}",
+        "membership attacks cannot show the absence of a leak, even at low false-positive rates (Carlini et al. "
+        f"2022): needs a {dp_rule}",
     )

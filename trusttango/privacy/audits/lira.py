@@ -63,7 +63,7 @@ def lira_attack(
 ) -> MembershipResult:
     """LiRA on ``model`` with ``references`` fitted on the same members and non-members;
     ``online`` needs references fitted online (each candidate IN half of them)."""
-    n_models = references.n_models
+    n_models = getattr(references, "n_models_", references.n_models)
     require(n_models >= 2, f"LiRA: needs at least 2 reference models, got {n_models}")
     require(not online or references.online, "LiRA online: the reference models were fitted offline")
     y = torch.cat([members.y, nonmembers.y])

@@ -22,6 +22,7 @@ candidate, and ``population_logits_``/``population_keeps_`` the same for the ``p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -81,9 +82,16 @@ class ReferenceModels:
         self.hooks, self.shift, self.flip, self.seed = hooks, shift, flip, seed
 
     def fit(
-        self, members: LabelledDataset, nonmembers: LabelledDataset, population: LabelledDataset
+        self,
+        members: LabelledDataset,
+        nonmembers: LabelledDataset,
+        population: LabelledDataset,
+        deadline: float | None = None,
     ) -> ReferenceModels:
-        """Train the models; ``population`` must not hold the target's training data."""
+        """Train the models; ``population`` must not hold the target's training data. With a
+        ``deadline`` (``time.perf_counter``), no model is started after it: ``n_models_`` says
+        how many were trained (offline only: online needs every model of the IN/OUT design)."""
+        require(deadline is None or not self.online, "reference models: a deadline applies offline only")
         require(self.n_models >= 1, f"reference models: expected >= 1, got {self.n_models}")
         require(not self.online or self.n_models % 2 == 0,
                 f"reference models: online needs an even number (half IN, half OUT), got {self.n_models}")  # fmt: skip
@@ -96,15 +104,22 @@ class ReferenceModels:
         keeps = _halves(self.n_models, len(pool), rng) if self.n_models > 1 else rng.random((1, len(pool))) < 0.5
         logits, population_logits = [], []
         for i, kept in enumerate(keeps):
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
             model = self.make_model()
             config = replace(self.train_config, seed=self.seed + i)
             half = pool.subset(np.flatnonzero(kept), name=f"reference model {i + 1}/{self.n_models}")
             fit(model, half, None, config, hooks=list(self.hooks()) if self.hooks else [])
             logits.append(query_logits(model, candidates, self.shift, self.flip))
             population_logits.append(query_logits(model, population, self.shift, self.flip))
-        self.logits_, self.population_logits_ = torch.stack(logits), torch.stack(population_logits)
-        self.keeps_ = keeps if self.online else np.zeros((self.n_models, len(candidates)), dtype=bool)
-        self.population_keeps_ = np.zeros((self.n_models, len(population)), dtype=bool) if self.online else keeps
+        self.n_models_ = len(logits)
+        shape = (0, len(candidates), 1, members.num_classes)
+        self.logits_ = torch.stack(logits) if logits else torch.zeros(shape)
+        self.population_logits_ = torch.stack(population_logits) if logits else torch.zeros(0, len(population), 1, 1)
+        self.keeps_ = keeps if self.online else np.zeros((self.n_models_, len(candidates)), dtype=bool)
+        self.population_keeps_ = (
+            np.zeros((self.n_models_, len(population)), dtype=bool) if self.online else keeps[: self.n_models_]
+        )
         self.population_, self.n_members_ = population, len(members)
         return self
 

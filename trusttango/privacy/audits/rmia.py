@@ -68,7 +68,8 @@ def rmia_attack(
 ) -> MembershipResult:
     """RMIA on ``model`` with ``references`` fitted on the same members and non-members; one
     reference model suffices offline, online needs references fitted online."""
-    require(references.n_models >= 1, f"RMIA: needs at least 1 reference model, got {references.n_models}")
+    n_models = getattr(references, "n_models_", references.n_models)
+    require(n_models >= 1, f"RMIA: needs at least 1 reference model, got {n_models}")
     require(not online or references.online, "RMIA online: the reference models were fitted offline")
     require(gamma > 0 and np.isfinite(gamma), f"RMIA: gamma must be a finite value > 0, got {gamma}")
     require(0 <= offline_a <= 1, f"RMIA: offline_a must lie in [0, 1], got {offline_a}")
@@ -86,4 +87,4 @@ def rmia_attack(
     scores = counts + _tie_break(ratio_x, len(ratio_z))
     n = len(members)
     mode = "online" if online else "offline"
-    return membership_result(f"RMIA ({mode}, {references.n_models} reference models)", scores[:n], scores[n:])
+    return membership_result(f"RMIA ({mode}, {n_models} reference models)", scores[:n], scores[n:])
