@@ -101,15 +101,15 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
         ratio = "n/a (FedAvg did not reach the target)"
     else:
         ratio = f"{n_sgd / n_avg:.1f}x" if n_sgd else f">= {sgd_cap / n_avg:.0f}x (FedSGD not there after {sgd_cap})"
-    best = max(r.accuracy for r in sgd.rounds)
     lower = [h.rounds_to(LOWER) for h in (avg, sgd)]
     lower_ratio = f"{lower[1] / lower[0]:.1f}x" if all(lower) else ""
     return [
         [partition, "FedAvg E=5 B=10 lr=0.1", avg.rounds[-1].round, n_avg or f"> {AVG_CAP}", lower[0] or f"> {AVG_CAP}",
-         avg.rounds[-1].accuracy, avg_s / avg.rounds[-1].round],
+         avg.rounds[-1].accuracy, max(r.accuracy for r in avg.rounds), avg_s / avg.rounds[-1].round],
         [partition, "FedSGD E=1 B=inf lr=0.5", sgd.rounds[-1].round, n_sgd or f"> {sgd_cap}",
-         lower[1] or f"> {sgd_cap}", best, sgd_s / sgd.rounds[-1].round],
-        [partition, "FedSGD rounds / FedAvg rounds", "", ratio, lower_ratio, "", ""],
+         lower[1] or f"> {sgd_cap}", sgd.rounds[-1].accuracy, max(r.accuracy for r in sgd.rounds),
+         sgd_s / sgd.rounds[-1].round],
+        [partition, "FedSGD rounds / FedAvg rounds", "", ratio, lower_ratio, "", "", ""],
     ]  # fmt: skip
 
 
@@ -167,7 +167,8 @@ def main(parts: list[str]) -> None:
                         "rounds run",
                         f"rounds to {TARGET:.0%}",
                         f"rounds to {LOWER:.0%}",
-                        "best/final accuracy",
+                        "final accuracy",
+                        "best accuracy (any evaluated round)",
                         "s/round",
                     ],  # fmt: skip
                     rounds_rows(Path(tmp), partition),

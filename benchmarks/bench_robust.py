@@ -135,9 +135,9 @@ def main(parts: list[str]) -> None:
             "computation)",
             ["attack", "row", "ours ex/s", "torchattacks ex/s", "ratio", "goal >= 1.0"],
             rows,
-            f"batch {BATCH}, one thread, best of interleaved repeats after one warm-up call each; eps 0.03 L-inf; the same "
-            "model object on both sides. As a user gets it: our attacks run the BatchNorm-folded eval view of the "
-            "model (trusttango.models.folding), torchattacks the model as is. Same computation: ours with "
+            f"batch {BATCH}, one thread, best of interleaved repeats after one warm-up call each; eps 0.03 L-inf; "
+            "the same model object on both sides. As a user gets it: our attacks run the BatchNorm-folded eval "
+            "view of the model (trusttango.models.folding), torchattacks the model as is. Same computation: ours with "
             "fold_batchnorm = False. The goal is judged in the same-computation row only. "
             f"`python benchmarks/bench_robust.py {' '.join(parts)}`; load average {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores at the end of the run.",
