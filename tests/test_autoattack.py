@@ -165,6 +165,25 @@ def test_a_deadline_stops_the_ensemble_and_leaves_the_model_as_it_was(digits, di
     digits_model.eval()
 
 
+@pytest.mark.parametrize("make", [lambda m: APGD(m, eps=0.05, steps=10), lambda m: FABT(m, eps=0.05, steps=10)],
+                         ids=["apgd", "fab-t"])  # fmt: skip
+def test_keeping_broken_examples_in_the_batch_breaks_the_same_ones(digits, digits_model, make):
+    """``drop_broken = False`` (torchattacks' computation: every example iterated to the end)
+    breaks exactly the examples the early-exit run breaks from the same seed, and every point it
+    returns for them is still adversarial and inside the ball."""
+    x, y = digits.test.x[:64], digits.test.y[:64]
+    found = {}
+    for drop in (True, False):
+        attack = make(digits_model)
+        attack.drop_broken = drop
+        torch.manual_seed(0)
+        x_adv = attack(x, y)
+        with torch.no_grad():
+            found[drop] = digits_model(x_adv).argmax(1) != y
+        assert float((x_adv - x).abs().max()) <= 0.05 + 1e-6
+    assert torch.equal(found[True], found[False]) and 0 < int(found[True].sum()) < len(y)
+
+
 def test_bad_settings_are_refused(digits_model):
     for bad in ({"preset": "quick"}, {"eps": -0.1}, {"eps": float("nan")}, {"steps": 0}, {"norm": "l1"}):
         with pytest.raises(InputError):

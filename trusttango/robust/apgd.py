@@ -150,14 +150,16 @@ class APGD(RestartingAttack):
                 self._checkpoint(s, step + 1 - last)
                 last = step + 1
             out, hit = self._record(s, pred, out, hit)
-        out[s.rows] = s.x_best
+        open_ = ~hit[s.rows]  # examples still unbroken get their highest-loss point
+        out[s.rows[open_]] = s.x_best[open_]
         return out, hit
 
     def _record(self, s: _State, pred: torch.Tensor, out: torch.Tensor, hit: torch.Tensor):
-        """Keep the points that broke their example; those examples leave the run."""
+        """Keep the points that broke their example; those examples leave the run (``drop_broken``)."""
         broke = self.succeeded(pred, s.y)
         out[s.rows[broke]], hit[s.rows[broke]] = s.x_adv[broke], True
-        s.keep(~broke)
+        if self.drop_broken:
+            s.keep(~broke)
         return out, hit
 
     def _step(self, s: _State, momentum: float) -> torch.Tensor:

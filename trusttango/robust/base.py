@@ -253,7 +253,13 @@ class RestartingAttack(BallAttack):
     """Ball attacks run as AutoAttack runs them: examples the model already gets wrong are left
     as they are; the others get one series of runs per target (none for the untargeted ones),
     ``restarts`` runs each, every run on the examples no earlier run broke. Subclasses implement
-    :meth:`_run`; targeted ones override :meth:`_targets`."""
+    :meth:`_run`; targeted ones override :meth:`_targets`.
+
+    Within a run, examples leave the batch once broken (``drop_broken``); set it to ``False``
+    to keep iterating on every example of the run, as torchattacks does (the same computation,
+    for comparisons; the result differs only in which adversarial point is returned)."""
+
+    drop_broken = True
 
     def __init__(
         self,

@@ -129,7 +129,8 @@ class FAB(RestartingAttack):
             x_k = torch.where(batch_view(adversarial, x_k), x0 + self.beta * (x_k - x0), x_k)
             inside = best[rows] <= self.eps + 1e-7
             hit[rows[inside]] = True
-            rows, x_k = rows[~inside], x_k[~inside]
+            if self.drop_broken:
+                rows, x_k = rows[~inside], x_k[~inside]
             if len(rows) == 0:
                 break
         out[~hit] = x[~hit]
