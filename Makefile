@@ -37,7 +37,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix trusttango tests benchmarks
 
 bench: setup
-	for f in benchmarks/bench_*.py; do $(VENV)/bin/python $$f || exit 1; done
+	for f in benchmarks/bench_*.py; do $(VENV)/bin/python -m benchmarks.$$(basename $$f .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

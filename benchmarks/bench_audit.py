@@ -5,22 +5,21 @@ budget is kept (total wall time / budget) at the default and at a small budget.
 Both models audited by ``trusttango.audit`` on Fashion-MNIST with the default AuditConfig
 (n_attack 200, n_explain 8, n_membership 2000), members = the train split they were trained on.
 
-    python benchmarks/bench_audit.py [--budget 600] [--small-budget 60] [--train 10000]
-    python benchmarks/bench_audit.py --large 120   # only: ResNet-18 at 224x224, budget 120 s
+    python -m benchmarks.bench_audit [--budget 600] [--small-budget 60] [--train 10000]
+    python -m benchmarks.bench_audit --large 120   # only: ResNet-18 at 224x224, budget 120 s
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 
 import torch
 import torchvision
-from _results import append
 from torch import nn
 
 import trusttango
+from benchmarks.harness import append, make_parser, parse
 from trusttango.data import Splits, load_builtin
 from trusttango.models import build_model, config_for
 from trusttango.models.external import ModelSource
@@ -78,13 +77,18 @@ def _sizes(record: dict) -> dict:
     return sizes if isinstance(sizes, dict) else {"examples": sizes}
 
 
+def parser():
+    """The script's command line."""
+    found = make_parser(__doc__)
+    found.add_argument("--budget", type=float, default=600.0)
+    found.add_argument("--small-budget", type=float, default=60.0)
+    found.add_argument("--train", type=int, default=10000)
+    found.add_argument("--large", type=float, default=0.0, help="Only the 224x224 run, with this budget (s).")
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--budget", type=float, default=600.0)
-    parser.add_argument("--small-budget", type=float, default=60.0)
-    parser.add_argument("--train", type=int, default=10000)
-    parser.add_argument("--large", type=float, default=0.0, help="Only the 224x224 run, with this budget (s).")
-    args = parser.parse_args()
+    args = parse(parser())
     if args.large:
         return large_inputs(args.large)
     splits = load_builtin("fashion-mnist", seed=0)

@@ -12,28 +12,25 @@
 - ``fmnist``: one search on full Fashion-MNIST at budget T (``BENCH_AUTOML_BUDGET``, default
   1200 s): ALC and final test accuracy (issue 3's targets: ALC >= 0.90, accuracy >= 91 %).
 
-Usage: ``python benchmarks/bench_automl.py [samplers|warm|audio|fmnist]``. Reduced sizes by
+Usage: ``python -m benchmarks.bench_automl [samplers|warm|audio|fmnist]``. Reduced sizes by
 default; TRUSTTANGO_FULL=1 runs T = 1200 s on full data with every backbone.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.automl import SAMPLERS, AnytimeSearch, SearchResult, SearchSpace, alc, space_for  # noqa: E402
-from trusttango.automl.runner import stratified_subset  # noqa: E402
-from trusttango.data import Splits, load_builtin, spoken_digits_real  # noqa: E402
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.train import TrainConfig, accuracy, fit  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.automl import SAMPLERS, AnytimeSearch, SearchResult, SearchSpace, alc, space_for
+from trusttango.automl.runner import stratified_subset
+from trusttango.data import Splits, load_builtin, spoken_digits_real
+from trusttango.models import build_model, config_for
+from trusttango.train import TrainConfig, accuracy, fit
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 BUDGET = 1200.0 if FULL else float(os.environ.get("BENCH_AUTOML_BUDGET", "45"))
@@ -201,8 +198,17 @@ def fmnist() -> None:
     )
 
 
+MODES = {"samplers": samplers, "warm": warm, "audio": audio, "fmnist": fmnist}
+
+
+def parser():
+    """The script's command line: its parts (default: samplers only)."""
+    found = make_parser(__doc__, tuple(MODES))
+    found.set_defaults(parts=["samplers"])
+    return found
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    modes = {"samplers": samplers, "warm": warm, "audio": audio, "fmnist": fmnist}
-    for mode in sys.argv[1:] or ["samplers"]:
-        modes[mode]()
+    for mode in parse(parser()).parts:
+        MODES[mode]()

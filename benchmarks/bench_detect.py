@@ -15,18 +15,14 @@ Size: ``BENCH_N`` attacked test images (default 300), ``BENCH_TRAIN`` training i
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _results import append  # noqa: E402
-
-from trusttango.data import Splits, load_builtin, stratified_indices  # noqa: E402
-from trusttango.detect import (  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.data import Splits, load_builtin, stratified_indices
+from trusttango.detect import (
     DETECTION_ATTACKS,
     EntropyDetector,
     FeatureSqueezingDetector,
@@ -35,11 +31,11 @@ from trusttango.detect import (  # noqa: E402
     detection_attack,
     evaluate_detector,
 )
-from trusttango.detect.local_entropy import local_entropy, to_levels  # noqa: E402
-from trusttango.detect.zoom import place_on_canvas, train_zoom  # noqa: E402
-from trusttango.evaluate import evaluate  # noqa: E402
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.train import TrainConfig, fit  # noqa: E402
+from trusttango.detect.local_entropy import local_entropy, to_levels
+from trusttango.detect.zoom import place_on_canvas, train_zoom
+from trusttango.evaluate import evaluate
+from trusttango.models import build_model, config_for
+from trusttango.train import TrainConfig, fit
 
 N = int(os.environ.get("BENCH_N", "300"))
 N_TRAIN = int(os.environ.get("BENCH_TRAIN", "6000"))
@@ -226,5 +222,13 @@ def main(parts: list[str]) -> None:
         zoom(splits)
 
 
+PARTS = ("throughput", "detection", "zoom")
+
+
+def parser():
+    """The script's command line: its parts."""
+    return make_parser(__doc__, PARTS)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(parse(parser()).parts)

@@ -13,24 +13,16 @@ and the floor on the network our side runs (the folded view). "Same computation"
 ``fold_batchnorm = False``, so all three run the model as given. The goals (ours >= 1.0x
 Captum, within 10 % of the floor) are judged in the same-computation row only.
 
-    python benchmarks/bench_explain.py [--batch 64] [--steps 50] [--repeat 3]
+    python -m benchmarks.bench_explain [--batch 64] [--steps 50] [--repeat 3]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-
 import torch
 from captum import attr as ca
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.explain import (  # noqa: E402
+from benchmarks.harness import append, command_line, make_parser, parse, timed
+from trusttango.explain import (
     Deconvolution,
     GradCAM,
     GuidedBackprop,
@@ -41,18 +33,8 @@ from trusttango.explain import (  # noqa: E402
     Saliency,
     SmoothGrad,
 )
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.models.folding import FoldedBatchNorm  # noqa: E402
-
-
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from trusttango.models import build_model, config_for
+from trusttango.models.folding import FoldedBatchNorm
 
 
 def grad_floor(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -71,14 +53,19 @@ def occlusion_floor(model, x: torch.Tensor, t: torch.Tensor, window: int, stride
         return model(torch.cat(copies)).gather(1, t.repeat(len(copies))[:, None])
 
 
+def parser():
+    """The script's command line."""
+    found = make_parser(__doc__)
+    found.add_argument("--batch", type=int, default=64)
+    found.add_argument("--steps", type=int, default=50)
+    found.add_argument("--samples", type=int, default=10)
+    found.add_argument("--repeat", type=int, default=3)
+    found.add_argument("--notes", default="")
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--notes", default="")
-    args = parser.parse_args()
+    args = parse(parser())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     model = build_model(config_for((1, 28, 28), 10), seed=0).eval().to(device)
@@ -148,7 +135,7 @@ def main() -> None:
               "goals (>= 1.0x Captum, >= 0.9x floor)"]  # fmt: skip
     notes = (f"batch {n}, IG {s} steps, SmoothGrad {k} samples, best of {args.repeat} after a warm-up, device "
              f"{device}, {torch.get_num_threads()} threads; Captum always runs the model as given. "
-             f"`python benchmarks/bench_explain.py {' '.join(sys.argv[1:])}`. {args.notes}")  # fmt: skip
+             f"`{command_line()}`. {args.notes}")  # fmt: skip
     append("Explanations: maps per second, trusttango vs Captum vs eager floor (as a user gets it / same computation)",
            header, rows, notes)  # fmt: skip
 

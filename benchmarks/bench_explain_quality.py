@@ -7,29 +7,24 @@ the face / non-face set, explaining the "face" logit), then runs
 Fong & Vedaldi 2017 claim meaningful perturbation gives the smallest deletion-game area; the
 notes row says whether it does here.
 
-    python benchmarks/bench_explain_quality.py --data fashion-mnist --n 64 --epochs 4
-    python benchmarks/bench_explain_quality.py --data faces --n 64
+    python -m benchmarks.bench_explain_quality --data fashion-mnist --n 64 --epochs 4
+    python -m benchmarks.bench_explain_quality --data faces --n 64
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.data import load_builtin  # noqa: E402
-from trusttango.data.faces import face_dataset  # noqa: E402
-from trusttango.errors import InputError  # noqa: E402
-from trusttango.explain import METHODS, MeaningfulPerturbation, compare_methods  # noqa: E402
-from trusttango.models.faces import face_classifier  # noqa: E402
-from trusttango.train import TrainConfig  # noqa: E402
-from trusttango.workflow import train_model  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.data import load_builtin
+from trusttango.data.faces import face_dataset
+from trusttango.errors import InputError
+from trusttango.explain import METHODS, MeaningfulPerturbation, compare_methods
+from trusttango.models.faces import face_classifier
+from trusttango.train import TrainConfig
+from trusttango.workflow import train_model
 
 
 def model_and_images(data: str, n: int, epochs: int) -> tuple[torch.nn.Module, torch.Tensor, str]:
@@ -47,14 +42,19 @@ def model_and_images(data: str, n: int, epochs: int) -> tuple[torch.nn.Module, t
     return saved.model.eval(), splits.test.x[:n], described
 
 
+def parser():
+    """The script's command line."""
+    found = make_parser(__doc__)
+    found.add_argument("--data", default="fashion-mnist")
+    found.add_argument("--n", type=int, default=64)
+    found.add_argument("--epochs", type=int, default=4)
+    found.add_argument("--mp-steps", type=int, default=300)
+    found.add_argument("--notes", default="")
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="fashion-mnist")
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--mp-steps", type=int, default=300)
-    parser.add_argument("--notes", default="")
-    args = parser.parse_args()
+    args = parse(parser())
     model, x, described = model_and_images(args.data, args.n, args.epochs)
     methods = {**METHODS, "meaningful": partial(MeaningfulPerturbation, steps=args.mp_steps)}
     refused = {}

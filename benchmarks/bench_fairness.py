@@ -8,14 +8,13 @@ Reduced size by default (CPU); ``TRUSTTANGO_FULL=1`` for the full data.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
 import torch
-from _results import append
 from fairlearn.metrics import demographic_parity_difference, equal_opportunity_difference, equalized_odds_difference
 
+from benchmarks.harness import append, make_parser, parse
 from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.evaluate import predict_proba
 from trusttango.fairness import GroupReweighting, RightReasons, accuracies, clever_hans_check, region_mask, tagged_data
@@ -110,5 +109,13 @@ def main(parts: list[str]) -> None:
         )
 
 
+PARTS = ("adult", "cleverhans")
+
+
+def parser():
+    """The script's command line: its parts."""
+    return make_parser(__doc__, PARTS)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["adult", "cleverhans"])
+    main(parse(parser()).parts)

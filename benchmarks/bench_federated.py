@@ -4,7 +4,7 @@ wall time of the simulation for 10 and 100 clients; (c) rounds to reach 85 % Fas
 test accuracy, FedAvg (E = 5, B = 10) vs FedSGD (E = 1, B = inf, one step), IID and shards,
 K = 100, C = 0.1 (McMahan et al. 2017, Table 2); (d) CKKS private inference vs plaintext.
 
-``python benchmarks/bench_federated.py [deploy] [simtime] [rounds] [fedsgd_lr] [he]`` (default: all);
+``python -m benchmarks.bench_federated [deploy] [simtime] [rounds] [fedsgd_lr] [he]`` (default: all);
 ``BENCH_PARTITIONS=iid`` runs the rounds comparison on one partition only.
 FedAvg stops at the target; FedSGD then runs 10x as many rounds (the goal ratio), so if it
 does not reach the target the ratio is reported as a lower bound. ``TRUSTTANGO_FULL=1`` caps
@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.data import load_builtin  # noqa: E402
-from trusttango.federated import FedConfig, simulate  # noqa: E402
-from trusttango.federated.deploy import deploy  # noqa: E402
-from trusttango.privacy.crypto.he import HENet, evaluate_encrypted  # noqa: E402
-from trusttango.train import TrainConfig, fit  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.data import load_builtin
+from trusttango.federated import FedConfig, simulate
+from trusttango.federated.deploy import deploy
+from trusttango.privacy.crypto.he import HENet, evaluate_encrypted
+from trusttango.train import TrainConfig, fit
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 TARGET, TIMED_ROUNDS = 0.85, (5 if FULL else 3)
@@ -193,5 +190,13 @@ def main(parts: list[str]) -> None:
         )  # fmt: skip
 
 
+PARTS = ("deploy", "simtime", "rounds", "fedsgd_lr", "he")
+
+
+def parser():
+    """The script's command line: its parts."""
+    return make_parser(__doc__, PARTS)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(parse(parser()).parts)

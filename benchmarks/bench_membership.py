@@ -8,13 +8,12 @@ gives TPR at 0.1 % and 1 % FPR and AUC, for queries without and with 1-pixel shi
 was trained without shifts), and RMIA offline with a single reference model. Writes
 ``membership_roc.png`` (log-log) beside this file.
 
-Run: ``.venv/bin/python benchmarks/bench_membership.py [N] [reference models]`` (1000 and 8).
+Run: ``python -m benchmarks.bench_membership [--n 1000] [--reference-models 8]``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -22,18 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.data import load_builtin  # noqa: E402
-from trusttango.privacy.audits import (  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.data import load_builtin
+from trusttango.privacy.audits import (
     ReferenceModels,
     lira_attack,
     loss_threshold_attack,
     plot_roc,
     rmia_attack,
 )
-from trusttango.train import TrainConfig, fit  # noqa: E402
+from trusttango.train import TrainConfig, fit
 
 CONFIG = TrainConfig(epochs=40, batch_size=64, lr=1e-3, weight_decay=0.0, schedule="constant", progress=False)
 
@@ -84,6 +81,14 @@ def main(n: int, n_models: int) -> None:
     print(*rows, sep="\n")
 
 
+def parser():
+    """The script's command line: ``--n`` members, ``--reference-models``."""
+    found = make_parser(__doc__)
+    found.add_argument("--n", type=int, default=1000, help="members (and non-members; the population is 2n)")
+    found.add_argument("--reference-models", type=int, default=8, help="online reference models (even)")
+    return found
+
+
 if __name__ == "__main__":
-    args = [int(a) for a in sys.argv[1:]]
-    main(*(args + [1000, 8][len(args) :]))
+    args = parse(parser())
+    main(args.n, args.reference_models)

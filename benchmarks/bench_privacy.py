@@ -10,29 +10,24 @@
 
 Reduced size by default (a 6k-image subset, 2 epochs); TRUSTTANGO_FULL=1 for the full data.
 Env: DP_EPSILONS (e.g. "3,none,8,1"), DP_EPOCHS, DP_LOT (expected lot size, default 1024).
-Usage: ``.venv/bin/python benchmarks/bench_privacy.py [steps] [accuracy] [membership] [mondrian]``
+Usage: ``python -m benchmarks.bench_privacy [steps] [accuracy] [membership] [mondrian]``
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _results import append  # noqa: E402
-
-from trusttango.data import load_builtin, stratified_indices  # noqa: E402
-from trusttango.data.tabular import adult_frame  # noqa: E402
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.privacy.audits import loss_threshold_attack  # noqa: E402
-from trusttango.privacy.dp import DPSGD  # noqa: E402
-from trusttango.privacy.release import adult_hierarchies, anonymize, linkage_attack  # noqa: E402
-from trusttango.train import Hook, TrainConfig, accuracy, fit  # noqa: E402
+from benchmarks.harness import append, make_parser, parse
+from trusttango.data import load_builtin, stratified_indices
+from trusttango.data.tabular import adult_frame
+from trusttango.models import build_model, config_for
+from trusttango.privacy.audits import loss_threshold_attack
+from trusttango.privacy.dp import DPSGD
+from trusttango.privacy.release import adult_hierarchies, anonymize, linkage_attack
+from trusttango.train import Hook, TrainConfig, accuracy, fit
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 NOTE = ("Full size" if FULL else "Reduced size") + "."
@@ -225,11 +220,7 @@ def mondrian_adult() -> list[list[object]]:
 def main(parts: list[str]) -> None:
     """Run the named parts (default: all): steps, accuracy, membership, mondrian."""
     torch.set_num_threads(1)
-    known = ["steps", "accuracy", "membership", "mondrian"]
-    unknown = set(parts) - set(known)
-    if unknown:
-        sys.exit(f"bench_privacy: unknown part(s) {sorted(unknown)}; choose from {known}")
-    parts = parts or known
+    parts = parts or list(PARTS)
     if {"steps", "accuracy"} & set(parts):
         fmnist = load_builtin("fashion-mnist", seed=0)
     if "steps" in parts:
@@ -262,5 +253,13 @@ def main(parts: list[str]) -> None:
                mondrian_adult(), NOTE)  # fmt: skip
 
 
+PARTS = ("steps", "accuracy", "membership", "mondrian")
+
+
+def parser():
+    """The script's command line: its parts."""
+    return make_parser(__doc__, PARTS)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(parse(parser()).parts)

@@ -7,7 +7,7 @@
    of clean accuracy lost).
 
 Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 ARA images.
-Run: ``.venv/bin/python benchmarks/bench_robust.py [throughput] [ara]`` (both by default);
+Run: ``python -m benchmarks.bench_robust [throughput] [ara]`` (both by default);
 ``BENCH_EPOCHS`` overrides the training epochs of the ARA models, ``BENCH_TARGET_CE`` the
 Lipschitz controller's target cross-entropy (default 0.6).
 """
@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 import torchattacks
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import append  # noqa: E402
-
-from trusttango.data import load_builtin, stratified_indices  # noqa: E402
-from trusttango.models import build_model, config_for  # noqa: E402
-from trusttango.robust import (  # noqa: E402
+from benchmarks.harness import append, command_line, make_parser, parse
+from trusttango.data import load_builtin, stratified_indices
+from trusttango.models import build_model, config_for
+from trusttango.robust import (
     FGSM,
     PGD,
     AdversarialTraining,
@@ -40,7 +36,7 @@ from trusttango.robust import (  # noqa: E402
     MinNormL2,
     ara,
 )
-from trusttango.train import TrainConfig, accuracy, fit  # noqa: E402
+from trusttango.train import TrainConfig, accuracy, fit
 
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 N_TRAIN, N_ARA, EPOCHS, BATCH = (55000, 1000, 8, 256) if FULL else (6000, 200, 4, 128)
@@ -139,7 +135,7 @@ def main(parts: list[str]) -> None:
             "the same model object on both sides. As a user gets it: our attacks run the BatchNorm-folded eval "
             "view of the model (trusttango.models.folding), torchattacks the model as is. Same computation: ours with "
             "fold_batchnorm = False. The goal is judged in the same-computation row only. "
-            f"`python benchmarks/bench_robust.py {' '.join(parts)}`; load average {os.getloadavg()[0]:.1f} on "
+            f"`{command_line()}`; load average {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores at the end of the run.",
         )
         print(*rows, sep="\n")
@@ -159,5 +155,13 @@ def main(parts: list[str]) -> None:
         print(*ara_rows, sep="\n")
 
 
+PARTS = ("throughput", "ara")
+
+
+def parser():
+    """The script's command line: its parts."""
+    return make_parser(__doc__, PARTS)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["throughput", "ara"])
+    main(parse(parser()).parts)

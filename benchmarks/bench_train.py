@@ -3,17 +3,16 @@
 Same model (default small CNN), same Fashion-MNIST data, same batch size, same optimiser,
 in one process; alternating repeats, best of each. Goal: ratio ours / floor >= 0.95.
 
-    python benchmarks/bench_train.py [--n 20000] [--repeats 3]
+    python -m benchmarks.bench_train [--n 20000] [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
-from _results import append
 
+from benchmarks.harness import append, make_parser, parse
 from trusttango.data import load_builtin
 from trusttango.models import build_model, config_for
 from trusttango.train import TrainConfig, fit
@@ -42,12 +41,17 @@ def ours(model, train, batch_size: int, lr: float) -> float:
     return time.perf_counter() - start
 
 
+def parser():
+    """The script's command line."""
+    found = make_parser(__doc__)
+    found.add_argument("--n", type=int, default=20000)
+    found.add_argument("--repeats", type=int, default=3)
+    found.add_argument("--batch-size", type=int, default=128)
+    return found
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    args = parser.parse_args()
+    args = parse(parser())
     train = load_builtin("fashion-mnist").train.subset(torch.arange(args.n))
     cfg = config_for(train.input_shape, 10)
     t_ours, t_floor = [], []

@@ -1,0 +1,49 @@
+"""One harness for the benchmarks: every script is a module of the ``benchmarks`` package with
+a parser built by :func:`benchmarks.harness.make_parser`; an unknown flag or part exits 2 and
+names the known ones; ``--help`` works without running anything."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harness import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+
+
+def test_every_script_is_a_module_without_path_edits():
+    assert len(SCRIPTS) >= 12
+    for name in SCRIPTS:
+        text = (ROOT / "benchmarks" / f"{name}.py").read_text()
+        assert "sys.path" not in text and 'os.environ.get("BENCH' not in text or name in ENV_PENDING, name
+        assert "def parser()" in text and "make_parser(" in text, name
+
+
+ENV_PENDING = {"bench_automl", "bench_detect", "bench_federated", "bench_privacy", "bench_robust"}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_unknown_flags_and_parts_exit_2_naming_the_known_ones(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as stop:
+        parse(module.parser(), ["--no-such-flag"])
+    assert stop.value.code == 2 and "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    known = module.parser().known_parts
+    if known:
+        with pytest.raises(SystemExit) as stop:
+            parse(module.parser(), ["no-such-part"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"known: {', '.join(known)}" in err, err
+        assert parse(module.parser(), [known[-1]]).parts == [known[-1]]
+
+
+def test_help_runs_as_a_module_from_the_repository_root():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_membership", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and "--reference-models" in proc.stdout and "LiRA" in proc.stdout, proc.stderr
