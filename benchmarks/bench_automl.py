@@ -69,22 +69,28 @@ def samplers() -> None:
     rows, alcs = [], {}
     for name, splits in data.items():
         space = space_for(splits.train, backbones=backbones, epochs=(1, 10 if FULL else 4))
-        runs = [(s, space) for s in SAMPLERS] + [("fixed default", _fixed_default(space))]
+        fixed = _fixed_default(space)
+        runs = [(s, space) for s in SAMPLERS] + [("fixed default", fixed), ("fixed default + quick start", fixed)]
         for label, sp in runs:
-            sampler = "random" if label == "fixed default" else label
+            sampler = "random" if label.startswith("fixed default") else label
             result = AnytimeSearch(splits, BUDGET, sampler, space=sp, quick_start=label != "fixed default").run()
             alcs.setdefault(label, []).append(result.curve.alc)
             acc = _test_accuracy(result, splits.test)
             rows.append([name, label, result.curve.alc, acc, result.trials_run, len(result.curve.times)])
             print(rows[-1], flush=True)
     for label, values in alcs.items():
-        ratio = np.mean(values) / np.mean(alcs["fixed default"])
-        rows.append(["mean", label, float(np.mean(values)), "", "", f"ALC ratio vs fixed default {ratio:.3f}"])
+        user = np.mean(values) / np.mean(alcs["fixed default"])
+        same = np.mean(values) / np.mean(alcs["fixed default + quick start"])
+        rows.append(["mean", label, float(np.mean(values)), "", "", f"ALC ratio vs fixed default: as a user gets it "
+                     f"{user:.3f}, same computation (both with the quick start) {same:.3f}"])  # fmt: skip
     append(
         f"AutoML: sampler ALC vs fixed default (T = {BUDGET:g} s)",
         ["dataset", "sampler", "ALC", "best test acc", "trials", "predictions"],
         rows,
-        notes=("Reduced size (1.5k Fashion-MNIST subset, small_cnn only, 1 thread); " if not FULL else "") + CONTENDED,
+        notes=("Reduced size (1.5k Fashion-MNIST subset, small_cnn only, 1 thread); " if not FULL else "")
+        + "every sampler starts with the quick start (trial -1); 'fixed default' is the foundation's defaults as "
+        "a user gets them (no quick start), '+ quick start' the same computation as the samplers' runs, so the "
+        "sampler's own gain is the same-computation ratio. " + CONTENDED,
     )
 
 
