@@ -10,7 +10,7 @@
    our C&W, torchattacks' FAB (a ball too large to bind) and C&W, 100 steps each, on the same
    64 correctly classified test images of the standard CNN, with each attack's seconds.
 
-Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 images.
+Reduced size by default; ``--full`` for the full training set and 1,000 images.
 Run: ``python -m benchmarks.bench_autoattack [throughput] [gap] [minnorm]`` (all by default).
 """
 
@@ -21,18 +21,16 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import torch
 import torchattacks
 
-from benchmarks.bench_robust import DEFENCES, _splits, trained
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import Recipe, add_recipe_flags, append, make_parser, parse, recipe_of
 from trusttango.robust import PGD, AutoAttack, CarliniWagnerL2, MinNormL2
 from trusttango.robust.base import Attack, RestartingAttack
 from trusttango.train import accuracy
 
-FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-N_IMAGES = 1000 if FULL else 200
 EPS = 0.1  # Fashion-MNIST's L-inf budget (Wong & Kolter 2018)
 
 
@@ -80,13 +78,14 @@ def throughput(model, x, y, name: str) -> list[list[object]]:
     return rows
 
 
-def gap_row(name: str) -> list[object]:
+def gap_row(recipe: Recipe, name: str) -> list[object]:
     """Train one model and measure PGD-20 x 5 and the standard ensemble on the same images."""
     torch.set_num_threads(1)
-    splits = _splits()
-    hooks, activation = DEFENCES[name]
-    model = trained(splits, hooks(), activation)
-    x, y = splits.test.x[:N_IMAGES], splits.test.y[:N_IMAGES]
+    splits = recipe.splits()
+    hooks, activation = recipe.defences()[name]
+    model = recipe.trained(splits, hooks(), activation)
+    n = _images(recipe)
+    x, y = splits.test.x[:n], splits.test.y[:n]
     torch.manual_seed(0)
     pgd = _robust(model, PGD(model, eps=EPS, steps=20, restarts=5)(x, y), y)
     torch.manual_seed(0)
@@ -120,13 +119,19 @@ def minnorm_rows(model, x, y) -> list[list[object]]:
     return rows
 
 
-def main(parts: list[str]) -> None:
+def _images(recipe: Recipe) -> int:
+    return 1000 if recipe.full else 200
+
+
+def main(parts: list[str], recipe: Recipe) -> None:
     torch.set_num_threads(1)  # the CPU is shared; ratios, not absolute rates, are the figure
+    n_images = _images(recipe)
     if "throughput" in parts:
-        splits = _splits()
-        x, y = splits.test.x[:N_IMAGES], splits.test.y[:N_IMAGES]
-        rows = [*throughput(trained(splits, []), x, y, "standard CNN"),
-                *throughput(trained(splits, DEFENCES["adversarial (FGSM-RS eps 0.1)"][0]()), x, y,
+        splits = recipe.splits()
+        x, y = splits.test.x[:n_images], splits.test.y[:n_images]
+        adversarial = recipe.defences()["adversarial (FGSM-RS eps 0.1)"][0]()
+        rows = [*throughput(recipe.trained(splits, []), x, y, "standard CNN"),
+                *throughput(recipe.trained(splits, adversarial), x, y,
                             "adversarially trained CNN")]  # fmt: skip
         append(
             "AutoAttack ensemble throughput, ours vs torchattacks (Fashion-MNIST small CNN, L-inf 0.1; as a user gets "
@@ -143,7 +148,7 @@ def main(parts: list[str]) -> None:
             ],
             rows,
             f"AutoAttack standard with torchattacks' iterations (APGD and FAB 10 steps, 9 targets, Square 5,000 "
-            f"queries); {N_IMAGES} test images, one thread, one seeded run each after a warm-up call on 8 images; "
+            f"queries); {n_images} test images, one thread, one seeded run each after a warm-up call on 8 images; "
             "the same model object, eps and iterations. As a user gets it: ours drops broken examples inside each "
             "attack and runs the BatchNorm-folded view. Same computation: neither (fold_batchnorm and drop_broken "
             "off), so every example of a run is iterated to the end as torchattacks does; the goal is judged there. "
@@ -152,21 +157,21 @@ def main(parts: list[str]) -> None:
         )
         print(*rows, sep="\n")
     if "gap" in parts:
-        with ProcessPoolExecutor(len(DEFENCES), mp_context=mp.get_context("spawn")) as pool:
-            rows = list(pool.map(gap_row, DEFENCES))
+        with ProcessPoolExecutor(3, mp_context=mp.get_context("spawn")) as pool:
+            rows = list(pool.map(partial(gap_row, recipe), recipe.defences()))
         append(
             "Robust accuracy at L-inf 0.1: PGD-20 x 5 vs the standard AutoAttack ensemble (Fashion-MNIST)",
             ["model", "test acc", "PGD-20 x 5", "AutoAttack", "PGD overstates by", "broken by", "flags", "AA seconds"],
             rows,
-            f"The first {N_IMAGES} official test images; standard preset (APGD-CE 100 steps, APGD-T and FAB-T 100 "
-            "steps x 9 targets, Square 5,000 queries). Models as in bench_robust.py (reduced training unless "
-            "TRUSTTANGO_FULL=1), one process (one thread) per model.",
+            f"The first {n_images} official test images; standard preset (APGD-CE 100 steps, APGD-T and FAB-T 100 "
+            "steps x 9 targets, Square 5,000 queries). Models as in bench_robust (benchmarks.harness.Recipe; reduced "
+            "training unless --full), one process (one thread) per model.",
         )
         print(*rows, sep="\n")
     if "minnorm" in parts:
-        splits = _splits()
-        model = trained(splits, [])
-        x, y = splits.test.x[:N_IMAGES], splits.test.y[:N_IMAGES]
+        splits = recipe.splits()
+        model = recipe.trained(splits, [])
+        x, y = splits.test.x[:n_images], splits.test.y[:n_images]
         with torch.no_grad():
             ok = model(x).argmax(1) == y
         x, y = x[ok][:64], y[ok][:64]
@@ -175,7 +180,7 @@ def main(parts: list[str]) -> None:
             "ARA's minimum-norm attack vs the best minimum-norm attacks (Fashion-MNIST small CNN)",
             ["attack", "median minimal L2", "unbroken", "seconds"],
             rows,
-            f"The same {len(x)} correctly classified test images (of the first {N_IMAGES}); 100 steps each (C&W: "
+            f"The same {len(x)} correctly classified test images (of the first {n_images}); 100 steps each (C&W: "
             "5 rounds of 100), torchattacks' FAB with a ball too large to bind; an unbroken example counts as "
             "infinite; one thread, one seeded run each (the attacks differ: seconds are each attack's cost, not a "
             f"same-computation comparison). Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at "
@@ -188,9 +193,12 @@ PARTS = ("throughput", "gap", "minnorm")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and the models' recipe."""
+    found = make_parser(__doc__, PARTS)
+    add_recipe_flags(found)
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    main(args.parts, recipe_of(args))

@@ -6,10 +6,8 @@
    Lipschitz-regularised model (goal: Lipschitz ARA >= 5x standard, <= 5 points
    of clean accuracy lost).
 
-Reduced size by default; ``TRUSTTANGO_FULL=1`` for the full training set and 1,000 ARA images.
-Run: ``python -m benchmarks.bench_robust [throughput] [ara]`` (both by default);
-``BENCH_EPOCHS`` overrides the training epochs of the ARA models, ``BENCH_TARGET_CE`` the
-Lipschitz controller's target cross-entropy (default 0.6).
+Reduced size by default; ``--full`` for the full training set and 1,000 ARA images.
+Run: ``python -m benchmarks.bench_robust [throughput] [ara] [--full] [--epochs N] [--target-ce C]``.
 """
 
 from __future__ import annotations
@@ -18,30 +16,22 @@ import multiprocessing as mp
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
 import torchattacks
 
-from benchmarks.harness import append, command_line, make_parser, parse
-from trusttango.data import load_builtin, stratified_indices
-from trusttango.models import build_model, config_for
+from benchmarks.harness import Recipe, add_recipe_flags, append, command_line, make_parser, parse, recipe_of
 from trusttango.robust import (
     FGSM,
     PGD,
-    AdversarialTraining,
     CarliniWagnerL2,
     DeepFool,
-    LipschitzRegulariser,
     MinNormL2,
     ara,
 )
-from trusttango.train import TrainConfig, accuracy, fit
-
-FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-N_TRAIN, N_ARA, EPOCHS, BATCH = (55000, 1000, 8, 256) if FULL else (6000, 200, 4, 128)
-EPOCHS = int(os.environ.get("BENCH_EPOCHS", EPOCHS))
-TARGET_CE = float(os.environ.get("BENCH_TARGET_CE", "0.6"))
+from trusttango.train import accuracy
 
 
 def _rates(ours, theirs, x, y, reps: int) -> tuple[float, float]:
@@ -83,55 +73,30 @@ def throughput(model, x, y) -> list[list[object]]:
     return rows
 
 
-def trained(splits, hooks, activation="relu"):
-    model = build_model(config_for(splits.train.input_shape, 10, activation=activation), seed=0)
-    fit(model, splits.train, splits.val, TrainConfig(epochs=EPOCHS, progress=False), hooks=hooks)
-    return model.eval()
-
-
-DEFENCES = {  # name -> (training hooks, activation) of the three models of the ARA figure
-    "standard": (list, "relu"),
-    "adversarial (FGSM-RS eps 0.1)": (lambda: [AdversarialTraining(eps=0.1, method="fgsm")], "relu"),
-    f"Lipschitz (margin, ReLU, target CE {TARGET_CE})": (
-        lambda: [LipschitzRegulariser(p_logit=0.0, target_ce=TARGET_CE)],
-        "relu",
-    ),
-}
-
-
-def _splits():
-    splits = load_builtin("fashion-mnist", seed=0)
-    if N_TRAIN < len(splits.train):
-        idx, _ = stratified_indices(
-            splits.train.y.numpy(), (N_TRAIN / len(splits.train), 1 - N_TRAIN / len(splits.train)), 0
-        )
-        splits.train = splits.train.subset(idx)
-    return splits
-
-
-def ara_row(name: str) -> list[object]:
+def ara_row(recipe: Recipe, name: str) -> list[object]:
     """Train one model of the figure and measure its test accuracy and ARA (one process per model)."""
     torch.set_num_threads(1)
-    splits = _splits()
-    hooks, activation = DEFENCES[name]
-    model = trained(splits, hooks(), activation)
-    x, y = splits.test.x[:N_ARA], splits.test.y[:N_ARA]
-    r = ara(model, x, y, MinNormL2(model, steps=100))
+    splits = recipe.splits()
+    hooks, activation = recipe.defences()[name]
+    model = recipe.trained(splits, hooks(), activation)
+    n = 1000 if recipe.full else 200
+    r = ara(model, splits.test.x[:n], splits.test.y[:n], MinNormL2(model, steps=100))
     return [name, accuracy(model, splits.test), r.ara, float(np.median(r.deltas)), r.attack_success_rate]
 
 
-def main(parts: list[str]) -> None:
+def main(parts: list[str], recipe: Recipe) -> None:
     torch.set_num_threads(1)  # the CPU is shared; ratios, not absolute rates, are the figure
+    batch = 256 if recipe.full else 128
     if "throughput" in parts:
-        splits = _splits()
-        x, y = splits.test.x[:BATCH], splits.test.y[:BATCH]
-        rows = throughput(trained(splits, []), x, y)
+        splits = recipe.splits()
+        x, y = splits.test.x[:batch], splits.test.y[:batch]
+        rows = throughput(recipe.trained(splits, []), x, y)
         append(
             "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN; as a user gets it / same "
             "computation)",
             ["attack", "row", "ours ex/s", "torchattacks ex/s", "ratio", "goal >= 1.0"],
             rows,
-            f"batch {BATCH}, one thread, best of interleaved repeats after one warm-up call each; eps 0.03 L-inf; "
+            f"batch {batch}, one thread, best of interleaved repeats after one warm-up call each; eps 0.03 L-inf; "
             "the same model object on both sides. As a user gets it: our attacks run the BatchNorm-folded eval "
             "view of the model (trusttango.models.folding), torchattacks the model as is. Same computation: ours with "
             "fold_batchnorm = False. The goal is judged in the same-computation row only. "
@@ -140,16 +105,17 @@ def main(parts: list[str]) -> None:
         )
         print(*rows, sep="\n")
     if "ara" in parts:
-        with ProcessPoolExecutor(len(DEFENCES), mp_context=mp.get_context("spawn")) as pool:
-            ara_rows = list(pool.map(ara_row, DEFENCES))
+        with ProcessPoolExecutor(3, mp_context=mp.get_context("spawn")) as pool:
+            ara_rows = list(pool.map(partial(ara_row, recipe), recipe.defences()))
         base = ara_rows[0][2]
         ara_rows = [[*row, row[2] / base] for row in ara_rows]
         append(
             "Robustness: ARA of standard / adversarial / Lipschitz models (Fashion-MNIST)",
             ["model", "test acc (10k)", "ARA", "median RMS delta*", "attack success", "ARA / standard"],
             ara_rows,
-            f"{N_TRAIN} training images (stratified subset), {EPOCHS} epochs, ARA (Woods et al.: RMS perturbation, "
-            f"DDN minimum-norm attack, 100 steps, exact integral above 1/K) on the first {N_ARA} official test images; "
+            f"{recipe.n_train} training images (stratified subset), {recipe.n_epochs} epochs, ARA (Woods et al.: RMS "
+            f"perturbation, DDN minimum-norm attack, 100 steps, exact integral above 1/K) on the first "
+            f"{1000 if recipe.full else 200} official test images; "
             "the paper's CIFAR-10 pattern is 0.0012 -> 0.0099 -> 0.0147. One process (one thread) per model.",
         )
         print(*ara_rows, sep="\n")
@@ -159,9 +125,12 @@ PARTS = ("throughput", "ara")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and the models' recipe."""
+    found = make_parser(__doc__, PARTS)
+    add_recipe_flags(found)
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    main(args.parts, recipe_of(args))
