@@ -8,13 +8,13 @@
 3. Entropy throughput (images/s) at 28x28 and 224x224, vs scikit-image's rank entropy.
 4. Zoom-in vs the low-resolution model alone and a high-resolution single model.
 
-Size: ``BENCH_N`` attacked test images (default 300), ``BENCH_TRAIN`` training images (6000),
-``BENCH_ZOOM_TRAIN`` training canvases (6000). Parts: ``python bench_detect.py [throughput] [detection] [zoom]``.
+Size: ``--n`` attacked test images (default 300), ``--train`` training images (6000),
+``--zoom-train`` training canvases (6000). Run: ``python -m benchmarks.bench_detect [throughput]
+[detection] [zoom] [--n N] [--train N] [--zoom-train N]``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -37,9 +37,6 @@ from trusttango.evaluate import evaluate
 from trusttango.models import build_model, config_for
 from trusttango.train import TrainConfig, fit
 
-N = int(os.environ.get("BENCH_N", "300"))
-N_TRAIN = int(os.environ.get("BENCH_TRAIN", "6000"))
-N_ZOOM = int(os.environ.get("BENCH_ZOOM_TRAIN", "6000"))
 EPS = 0.1
 SEED_AUC = 0.990
 
@@ -78,11 +75,11 @@ def detectors_for(model, ref) -> dict:
     }
 
 
-def detection(splits: Splits) -> None:
+def detection(splits: Splits, n: int) -> None:
     model = build_model(config_for(splits.train.input_shape, 10), seed=0)
     fit(model, splits.train, splits.val, TrainConfig(epochs=4, progress=False))
     model.eval()
-    val, test = splits.val.subset(range(N)), splits.test.subset(range(N))
+    val, test = splits.val.subset(range(n)), splits.test.subset(range(n))
     ref = splits.train.subset(range(min(2000, len(splits.train))))
     seen_any = {a for seen in FIT_ATTACKS.values() for a in seen}
     val_pairs = {a: adversarial_pairs(model, val.x, val.y, detection_attack(a, model, EPS)) for a in sorted(seen_any)}
@@ -116,7 +113,7 @@ def detection(splits: Splits) -> None:
             ["attack", "seen", "detector", "AUC", "AUC / seed 0.990", "precision", "recall", "FPR@95%recall",
              "n adv"],
             rows,
-            f"small CNN trained on {len(splits.train)} images, eps {EPS} (L-inf attacks), {N} val + {N} test images; "
+            f"small CNN trained on {len(splits.train)} images, eps {EPS} (L-inf attacks), {n} val + {n} test images; "
             f"fitted on the validation pairs of {protocol} together; threshold: Youden's J on that validation ROC; "
             f"auto layer = {layer}; all layers = {every}; guided = the guided-backprop signal at the layer (the "
             "seed's response), activations = the layer's forward feature map; the input image row is a control for "
@@ -174,8 +171,8 @@ def throughput() -> None:
     )
 
 
-def zoom(splits: Splits) -> None:
-    n_train = min(N_ZOOM, len(splits.train))
+def zoom(splits: Splits, n_zoom: int) -> None:
+    n_train = min(n_zoom, len(splits.train))
     canvas = Splits(
         *(
             place_on_canvas(subset(ds, n), 84, noise=0.5, seed=i)
@@ -208,27 +205,31 @@ def zoom(splits: Splits) -> None:
     )
 
 
-def main(parts: list[str]) -> None:
+def main(parts: list[str], n: int = 300, n_train: int = 6000, n_zoom: int = 6000) -> None:
     """Run the named parts (``throughput``, ``detection``, ``zoom``; all by default)."""
     torch.manual_seed(0)
     fm = load_builtin("fashion-mnist", seed=0)
-    splits = Splits(subset(fm.train, N_TRAIN), subset(fm.val, 1000), subset(fm.test, 2000))
-    parts = parts or ["throughput", "detection", "zoom"]
+    splits = Splits(subset(fm.train, n_train), subset(fm.val, 1000), subset(fm.test, 2000))
     if "throughput" in parts:
         throughput()
     if "detection" in parts:
-        detection(splits)
+        detection(splits, n)
     if "zoom" in parts:
-        zoom(splits)
+        zoom(splits, n_zoom)
 
 
 PARTS = ("throughput", "detection", "zoom")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and sizes."""
+    found = make_parser(__doc__, PARTS)
+    found.add_argument("--n", type=int, default=300, help="attacked validation and test images each")
+    found.add_argument("--train", type=int, default=6000, help="training images of the detected model")
+    found.add_argument("--zoom-train", type=int, default=6000, help="training canvases of the zoom-in model")
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    main(args.parts, args.n, args.train, args.zoom_train)

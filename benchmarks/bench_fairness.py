@@ -2,12 +2,11 @@
 from trusttango vs fairlearn (anchor) as ratios; (2) Clever Hans demo on Fashion-MNIST: accuracy on
 clean / tagged / tag-swapped test sets for a clean, a tagged and a right-for-the-right-reasons model.
 
-Reduced size by default (CPU); ``TRUSTTANGO_FULL=1`` for the full data.
+Reduced size by default (CPU); ``--full`` for the full data.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -23,20 +22,20 @@ from trusttango.models import build_model, config_for
 from trusttango.train import TrainConfig, fit
 from trusttango.workflow import train_model
 
-FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
 TAG = (0, 0, 4, 4)
 
 
-def take(ds, n):
-    if FULL or n >= len(ds):
+def take(ds, n: int | None):
+    """A stratified subset of ``n`` rows (``None``: all of them)."""
+    if n is None or n >= len(ds):
         return ds
     idx, _ = stratified_indices(ds.y.numpy(), (n / len(ds), 1 - n / len(ds)), 0)
     return ds.subset(idx)
 
 
-def adult_rows() -> list[list[object]]:
+def adult_rows(full: bool) -> list[list[object]]:
     s = load_builtin("adult")
-    s = Splits(take(s.train, 8000), take(s.val, 1000), take(s.test, 5000))
+    s = s if full else Splits(take(s.train, 8000), take(s.val, 1000), take(s.test, 5000))
     rows = []
     for name, hooks in (("plain", []), ("reweighted", [GroupReweighting(columns=["sex"])])):
         saved = train_model(
@@ -68,9 +67,9 @@ def fmnist_fit(data: Splits, hooks=()):
     return model.eval()
 
 
-def cleverhans_rows() -> list[list[object]]:
+def cleverhans_rows(full: bool) -> list[list[object]]:
     s = load_builtin("fashion-mnist")
-    s = Splits(take(s.train, 6000), take(s.val, 1000), take(s.test, 2000))
+    s = s if full else Splits(take(s.train, 6000), take(s.val, 1000), take(s.test, 2000))
     data = tagged_data(s, 6, TAG)
     mask = region_mask(s.train.input_shape, TAG).float()
     rows = []
@@ -87,24 +86,24 @@ def cleverhans_rows() -> list[list[object]]:
     return rows
 
 
-def main(parts: list[str]) -> None:
+def main(parts: list[str], full: bool = False) -> None:
     """Run the named halves (``adult``, ``cleverhans``; default both)."""
     torch.set_num_threads(2)
     np.random.seed(0)
-    size = "full" if FULL else "reduced (Adult 8k train / 5k test; F-MNIST 6k train / 2k test)"
+    size = "full" if full else "reduced (Adult 8k train / 5k test; F-MNIST 6k train / 2k test)"
     notes = f"Size: {size}."
     if "adult" in parts:
         append(
             "Fairness: Adult plain vs reweighted, sex gaps, trusttango vs fairlearn",
             ["model", "test acc", "gap", "ours", "95% CI", "fairlearn", "ours/fairlearn", "time s ours/fairlearn"],
-            adult_rows(),
+            adult_rows(full),
             notes,
         )
     if "cleverhans" in parts:
         append(
             "Clever Hans demo: corner tag on class Shirt (F-MNIST)",
             ["model", "acc clean", "acc tagged", "acc tag-swapped", "attr. concentration", "flip rate", "check"],
-            cleverhans_rows(),
+            cleverhans_rows(full),
             notes,
         )
 
@@ -113,9 +112,12 @@ PARTS = ("adult", "cleverhans")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and ``--full``."""
+    found = make_parser(__doc__, PARTS)
+    found.add_argument("--full", action="store_true", help="the whole of Adult and Fashion-MNIST")
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    main(args.parts, args.full)

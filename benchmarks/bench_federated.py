@@ -5,12 +5,12 @@ test accuracy, FedAvg (E = 5, B = 10) vs FedSGD (E = 1, B = inf, one step), IID 
 K = 100, C = 0.1 (McMahan et al. 2017, Table 2); (d) CKKS private inference vs plaintext.
 
 ``python -m benchmarks.bench_federated [deploy] [simtime] [rounds] [fedsgd_lr] [he]`` (default: all);
-``BENCH_PARTITIONS=iid`` runs the rounds comparison on one partition only.
+``--partitions iid`` runs the rounds comparison on one partition only.
 FedAvg stops at the target; FedSGD then runs 10x as many rounds (the goal ratio), so if it
-does not reach the target the ratio is reported as a lower bound. ``TRUSTTANGO_FULL=1`` caps
-FedAvg at 100 rounds instead of 30 and times 5 rounds instead of 3; ``BENCH_AVG_CAP`` and
-``BENCH_SGD_CAP`` set the two round caps directly (shards need far more FedAvg rounds than IID),
-``BENCH_AVG_EVAL_EVERY`` how often FedAvg is evaluated (default every round).
+does not reach the target the ratio is reported as a lower bound. ``--full`` caps FedAvg at
+100 rounds instead of 30 and times 5 rounds instead of 3; ``--avg-cap`` and ``--sgd-cap`` set
+the two round caps directly (shards need far more FedAvg rounds than IID), ``--avg-eval-every``
+how often FedAvg is evaluated (default every round).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,15 +31,35 @@ from trusttango.federated.deploy import deploy
 from trusttango.privacy.crypto.he import HENet, evaluate_encrypted
 from trusttango.train import TrainConfig, fit
 
-FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-TARGET, TIMED_ROUNDS = 0.85, (5 if FULL else 3)
-AVG_CAP = int(os.environ.get("BENCH_AVG_CAP", 100 if FULL else 30))
-SGD_CAP = int(os.environ.get("BENCH_SGD_CAP", 0)) or None  # None: 10x FedAvg's rounds
-AVG_EVAL_EVERY = int(os.environ.get("BENCH_AVG_EVAL_EVERY", 1))
-SGD_SPAN = f"up to {SGD_CAP}" if SGD_CAP else "10x FedAvg's"  # how many rounds FedSGD runs, for the notes
+TARGET = 0.85
 LOWER = 0.5  # a second, lower target: on shards FedAvg does not reach 85 % within its cap
 SGD_EVAL_EVERY = 5  # FedSGD evaluates every 5 rounds (its rounds are cheap; the 10k-image evaluation is not)
 CONTENTION = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The command line's sizes: ``full`` (more rounds timed, HE images, FedAvg cap 100), the round
+    caps (``sgd_cap`` 0: 10x FedAvg's rounds), FedAvg's evaluation interval, the partitions."""
+
+    full: bool = False
+    avg_cap: int | None = None
+    sgd_cap: int = 0
+    avg_eval_every: int = 1
+    partitions: tuple[str, ...] = ("iid", "shards")
+
+    @property
+    def timed_rounds(self) -> int:
+        return 5 if self.full else 3
+
+    @property
+    def fedavg_cap(self) -> int:
+        return self.avg_cap or (100 if self.full else 30)
+
+    @property
+    def sgd_span(self) -> str:
+        """How many rounds FedSGD runs, for the notes."""
+        return f"up to {self.sgd_cap}" if self.sgd_cap else "10x FedAvg's"
 
 
 def simulate_retrying(cfg: FedConfig, tries: int = 3):
@@ -57,38 +78,39 @@ def per_round(history) -> float:
     return statistics.median(r.time_s for r in history.rounds[1:])
 
 
-def timing_config(folder: Path, clients: int, **kw) -> FedConfig:
+def timing_config(folder: Path, clients: int, rounds: int, **kw) -> FedConfig:
     """All clients every round, one local epoch, the same 6,000 Fashion-MNIST images in all."""
     return FedConfig(
         data="fashion-mnist", workdir=str(folder), clients=clients, fraction=1.0, min_clients=clients,
-        rounds=TIMED_ROUNDS, local_epochs=1, batch_size=32, train_limit=6000, **kw,
+        rounds=rounds, local_epochs=1, batch_size=32, train_limit=6000, **kw,
     )  # fmt: skip
 
 
-def deploy_rows(folder: Path) -> list[list[object]]:
-    real = deploy(timing_config(folder / "deploy", 4, timeout_s=900))
-    sim = simulate_retrying(timing_config(folder / "sim4", 4))
+def deploy_rows(folder: Path, rounds: int) -> list[list[object]]:
+    real = deploy(timing_config(folder / "deploy", 4, rounds, timeout_s=900))
+    sim = simulate_retrying(timing_config(folder / "sim4", 4, rounds))
     return [["deployment (4 SuperNode processes, loopback HTTP)", 4, per_round(real), real.rounds[-1].accuracy],
             ["simulation engine (Ray, 1 actor)", 4, per_round(sim), sim.rounds[-1].accuracy],
             ["deployment / simulation", "", per_round(real) / per_round(sim), ""]]  # fmt: skip
 
 
-def simtime_rows(folder: Path) -> list[list[object]]:
+def simtime_rows(folder: Path, rounds: int) -> list[list[object]]:
     rows = []
     for clients in (10, 100):
-        history = simulate_retrying(timing_config(folder / f"sim{clients}", clients))
+        history = simulate_retrying(timing_config(folder / f"sim{clients}", clients, rounds))
         rows.append(["simulation engine (Ray, 1 actor)", clients, per_round(history), history.rounds[-1].accuracy])
     return rows
 
 
-def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
+def rounds_rows(folder: Path, partition: str, settings: Settings) -> list[list[object]]:
     common = dict(data="fashion-mnist", clients=100, fraction=0.1, partition=partition, target_accuracy=TARGET)
     start = time.perf_counter()
-    avg_cfg = FedConfig(workdir=str(folder / f"{partition}-avg"), rounds=AVG_CAP, local_epochs=5, batch_size=10,
-                        lr=0.1, eval_every=AVG_EVAL_EVERY, **common)  # fmt: skip
+    avg_cap = settings.fedavg_cap
+    avg_cfg = FedConfig(workdir=str(folder / f"{partition}-avg"), rounds=avg_cap, local_epochs=5, batch_size=10,
+                        lr=0.1, eval_every=settings.avg_eval_every, **common)  # fmt: skip
     avg = simulate_retrying(avg_cfg)
     avg_s, n_avg = time.perf_counter() - start, avg.rounds_to(TARGET)
-    sgd_cap = SGD_CAP or 10 * (n_avg or AVG_CAP)
+    sgd_cap = settings.sgd_cap or 10 * (n_avg or avg_cap)
     start = time.perf_counter()
     sgd_cfg = FedConfig(workdir=str(folder / f"{partition}-sgd"), rounds=sgd_cap, algorithm="fedsgd", lr=0.5,
                         eval_every=SGD_EVAL_EVERY, **common)  # fmt: skip
@@ -101,7 +123,7 @@ def rounds_rows(folder: Path, partition: str) -> list[list[object]]:
     lower = [h.rounds_to(LOWER) for h in (avg, sgd)]
     lower_ratio = f"{lower[1] / lower[0]:.1f}x" if all(lower) else ""
     return [
-        [partition, "FedAvg E=5 B=10 lr=0.1", avg.rounds[-1].round, n_avg or f"> {AVG_CAP}", lower[0] or f"> {AVG_CAP}",
+        [partition, "FedAvg E=5 B=10 lr=0.1", avg.rounds[-1].round, n_avg or f"> {avg_cap}", lower[0] or f"> {avg_cap}",
          avg.rounds[-1].accuracy, max(r.accuracy for r in avg.rounds), avg_s / avg.rounds[-1].round],
         [partition, "FedSGD E=1 B=inf lr=0.5", sgd.rounds[-1].round, n_sgd or f"> {sgd_cap}",
          lower[1] or f"> {sgd_cap}", sgd.rounds[-1].accuracy, max(r.accuracy for r in sgd.rounds),
@@ -121,11 +143,11 @@ def fedsgd_lr_rows(folder: Path, rounds: int = 30) -> list[list[object]]:
     return rows
 
 
-def he_row() -> list[object]:
+def he_row(full: bool) -> list[object]:
     splits = load_builtin("digits")
     model = HENet(8, 10, channels=2, hidden=16)
     fit(model, splits.train, None, TrainConfig(epochs=15, batch_size=64, lr=3e-3, progress=False))
-    report = evaluate_encrypted(model, splits.test, n=50 if FULL else 5)
+    report = evaluate_encrypted(model, splits.test, n=50 if full else 5)
     start = time.perf_counter()
     with torch.no_grad():
         model(splits.test.x[: report.n])
@@ -137,8 +159,7 @@ def he_row() -> list[object]:
             report.output_bytes]  # fmt: skip
 
 
-def main(parts: list[str]) -> None:
-    parts = parts or ["deploy", "simtime", "rounds", "fedsgd_lr", "he"]
+def main(parts: list[str], settings: Settings) -> None:
     header = ["setting", "clients", "median s/round", "final accuracy"]
     notes = (
         "Flower 1.41, Fashion-MNIST 6,000 train images split evenly, C = 1, E = 1, B = 32. "
@@ -147,13 +168,19 @@ def main(parts: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if "deploy" in parts:
             append(
-                "Federated: real deployment vs simulation, per-round wall time", header, deploy_rows(Path(tmp)), notes
+                "Federated: real deployment vs simulation, per-round wall time",
+                header,
+                deploy_rows(Path(tmp), settings.timed_rounds),
+                notes,
             )
         if "simtime" in parts:
             append(
-                "Federated: simulation per-round wall time vs number of clients", header, simtime_rows(Path(tmp)), notes
+                "Federated: simulation per-round wall time vs number of clients",
+                header,
+                simtime_rows(Path(tmp), settings.timed_rounds),
+                notes,
             )
-        for partition in os.environ.get("BENCH_PARTITIONS", "iid,shards").split(","):
+        for partition in settings.partitions:
             if "rounds" in parts:
                 append(
                     f"Federated: rounds to {TARGET:.0%} Fashion-MNIST test accuracy, FedAvg vs FedSGD "
@@ -168,9 +195,10 @@ def main(parts: list[str]) -> None:
                         "best accuracy (any evaluated round)",
                         "s/round",
                     ],  # fmt: skip
-                    rounds_rows(Path(tmp), partition),
-                    f"Flower 1.41 simulation engine; FedAvg stops at the target (evaluated every {AVG_EVAL_EVERY} "
-                    f"round(s)), FedSGD runs {SGD_SPAN} rounds and "
+                    rounds_rows(Path(tmp), partition, settings),
+                    f"Flower 1.41 simulation engine; FedAvg stops at the target (evaluated every "
+                    f"{settings.avg_eval_every} round(s)), FedSGD runs "
+                    f"{settings.sgd_span} rounds and "
                     f"is evaluated every {SGD_EVAL_EVERY} rounds (its rounds-to figures are multiples of that). "
                     f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
                 )
@@ -185,7 +213,7 @@ def main(parts: list[str]) -> None:
             "CKKS private inference (TenSEAL, conv+x^2+fc+x^2+fc on digits) vs plaintext torch",
             ["n", "plain acc", "encrypted acc", "agreement", "max logit error / max logit", "s/image (encrypted)",
              "slowdown vs plaintext", "enc input bytes", "enc output bytes"],
-            [he_row()],
+            [he_row(settings.full)],
             f"make_context defaults: poly_modulus_degree 16384, 40-bit scale. Shared 2-core CPU: {CONTENTION}.",
         )  # fmt: skip
 
@@ -194,9 +222,17 @@ PARTS = ("deploy", "simtime", "rounds", "fedsgd_lr", "he")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and :class:`Settings`."""
+    found = make_parser(__doc__, PARTS)
+    found.add_argument("--full", action="store_true", help="5 timed rounds, FedAvg cap 100, 50 HE images")
+    found.add_argument("--avg-cap", type=int, default=None, help="FedAvg's round cap (default 30, 100 with --full)")
+    found.add_argument("--sgd-cap", type=int, default=0, help="FedSGD's round cap (0: 10x FedAvg's rounds)")
+    found.add_argument("--avg-eval-every", type=int, default=1, help="FedAvg evaluated every N rounds")
+    found.add_argument("--partitions", default="iid,shards", help="comma-separated: iid, shards")
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    settings = Settings(args.full, args.avg_cap, args.sgd_cap, args.avg_eval_every, tuple(args.partitions.split(",")))
+    main(args.parts, settings)

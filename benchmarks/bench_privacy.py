@@ -8,8 +8,8 @@
 4. Mondrian on UCI Adult at k = 5, 10, 50 with categorical hierarchies: time, NCP, k checked by
    pycanon, linkage re-identifications before / after.
 
-Reduced size by default (a 6k-image subset, 2 epochs); TRUSTTANGO_FULL=1 for the full data.
-Env: DP_EPSILONS (e.g. "3,none,8,1"), DP_EPOCHS, DP_LOT (expected lot size, default 1024).
+Reduced size by default (a 6k-image subset, 2 epochs); ``--full`` for the full data.
+Flags: ``--epsilons 3,none,8,1``, ``--epochs``, ``--lot`` (expected lot size, default 1024).
 Usage: ``python -m benchmarks.bench_privacy [steps] [accuracy] [membership] [mondrian]``
 """
 
@@ -29,8 +29,6 @@ from trusttango.privacy.dp import DPSGD
 from trusttango.privacy.release import adult_hierarchies, anonymize, linkage_attack
 from trusttango.train import Hook, TrainConfig, accuracy, fit
 
-FULL = os.environ.get("TRUSTTANGO_FULL") == "1"
-NOTE = ("Full size" if FULL else "Reduced size") + "."
 ADULT_QI = ["age", "sex", "race", "marital_status", "education"]
 
 
@@ -199,10 +197,10 @@ def membership(fmnist) -> list[list[object]]:
     return rows
 
 
-def mondrian_adult() -> list[list[object]]:
+def mondrian_adult(full: bool) -> list[list[object]]:
     from pycanon import anonymity
 
-    frame = adult_frame() if FULL else adult_frame().iloc[:15000]
+    frame = adult_frame() if full else adult_frame().iloc[:15000]
     trees = adult_hierarchies()
     before = linkage_attack(frame, frame, ADULT_QI).reidentified
     rows = []
@@ -217,7 +215,8 @@ def mondrian_adult() -> list[list[object]]:
     return rows
 
 
-def main(parts: list[str]) -> None:
+def main(parts: list[str], args) -> None:
+    note = ("Full size" if args.full else "Reduced size") + "."
     """Run the named parts (default: all): steps, accuracy, membership, mondrian."""
     torch.set_num_threads(1)
     parts = parts or list(PARTS)
@@ -231,35 +230,43 @@ def main(parts: list[str]) -> None:
                "most 256 rows unless 'lot in one pass' (as a user gets it; Opacus' own loop runs each lot in one "
                "pass, so the one-pass rows are the same computation as the anchor and the goal is judged there); "
                "timed from the first batch to the epoch's end (set-up such as make_private excluded), divided by "
-               f"the steps (lots); load average {os.getloadavg()[0]:.1f} at the end. " + NOTE)  # fmt: skip
+               f"the steps (lots); load average {os.getloadavg()[0]:.1f} at the end. " + note)  # fmt: skip
     if "accuracy" in parts:
-        budgets = [float(e) if e != "none" else None for e in os.environ.get("DP_EPSILONS", "3,none,8,1").split(",")]
-        epochs = int(os.environ.get("DP_EPOCHS", "20" if FULL else "2"))
-        lot = int(os.environ.get("DP_LOT", "1024"))
-        splits = fmnist if FULL else type(fmnist)(_subset(fmnist.train, 6000), fmnist.val, _subset(fmnist.test, 2000))
+        budgets = [float(e) if e != "none" else None for e in args.epsilons.split(",")]
+        epochs = args.epochs or (20 if args.full else 2)
+        lot = args.lot
+        splits = (
+            fmnist if args.full else type(fmnist)(_subset(fmnist.train, 6000), fmnist.val, _subset(fmnist.test, 2000))
+        )
         append(f"Privacy: Fashion-MNIST accuracy under DP-SGD, Tanh CNN end to end ({len(splits.train)} train, "
                f"{len(splits.test)} test, delta 1e-5, RDP accountant)",
                ["run", "epochs", "epsilon spent", "test accuracy", "time s"], dp_accuracy(splits, epochs, budgets, lot),
                f"Anchor: 86.0 % at epsilon 3 for the end-to-end Tanh CNN, 40 epochs (Tramer & Boneh 2021, Table 1); "
-               f"here {epochs} epochs, lots of {lot}. " + NOTE)  # fmt: skip
+               f"here {epochs} epochs, lots of {lot}. " + note)  # fmt: skip
     if "membership" in parts:
         append("Privacy: membership inference (Yeom loss threshold), overfit vs DP epsilon 3 (Fashion-MNIST, Tanh CNN)",
                ["model", "member accuracy", "non-member accuracy", "attack AUC", "advantage"],
-               membership(load_builtin("fashion-mnist", seed=0)), NOTE)  # fmt: skip
+               membership(load_builtin("fashion-mnist", seed=0)), note)  # fmt: skip
     if "mondrian" in parts:
         append("Privacy: Mondrian k-anonymity on UCI Adult (QI age; sex, race flat; marital_status, education "
                "through hierarchies)",
                ["k", "rows", "time s", "NCP", "classes", "k (pycanon)", "re-identified raw", "re-identified after"],
-               mondrian_adult(), NOTE)  # fmt: skip
+               mondrian_adult(args.full), note)  # fmt: skip
 
 
 PARTS = ("steps", "accuracy", "membership", "mondrian")
 
 
 def parser():
-    """The script's command line: its parts."""
-    return make_parser(__doc__, PARTS)
+    """The script's command line: its parts and sizes."""
+    found = make_parser(__doc__, PARTS)
+    found.add_argument("--full", action="store_true", help="the full data (accuracy: 20 epochs)")
+    found.add_argument("--epsilons", default="3,none,8,1", help="the accuracy part's budgets ('none': non-private)")
+    found.add_argument("--epochs", type=int, default=None, help="the accuracy part's epochs (default 2, 20 full)")
+    found.add_argument("--lot", type=int, default=1024, help="the accuracy part's expected lot size")
+    return found
 
 
 if __name__ == "__main__":
-    main(parse(parser()).parts)
+    args = parse(parser())
+    main(args.parts, args)

@@ -1,6 +1,6 @@
-"""One harness for the benchmarks: every script is a module of the ``benchmarks`` package with
-a parser built by :func:`benchmarks.harness.make_parser`; an unknown flag or part exits 2 and
-names the known ones; ``--help`` works without running anything."""
+"""One harness for the benchmarks: every script is a module of the ``benchmarks`` package with a
+parser built by :func:`benchmarks.harness.make_parser` (flags, never environment variables); an
+unknown flag or part exits 2 and names the known ones; ``--help`` works without running anything."""
 
 from __future__ import annotations
 
