@@ -145,6 +145,24 @@ def test_a_wrapper_in_training_mode_leaves_the_wrapped_model_in_eval_mode(digits
         assert wrapper.training and not any(m.training for m in digits_model.modules())
 
 
+def test_eval_mode_puts_back_every_flag_also_one_the_body_changed():
+    """Mixed flags come back as they were, after an error too; a module the body switched to
+    training is put back in eval mode; a model already in eval mode is left in it."""
+    from trusttango.modes import eval_mode
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(), nn.Sequential(nn.BatchNorm1d(2), nn.Dropout()))
+    net[1].eval()
+    before = [m.training for m in net.modules()]
+    with pytest.raises(RuntimeError), eval_mode(net):
+        assert not any(m.training for m in net.modules())
+        raise RuntimeError("inside")
+    assert [m.training for m in net.modules()] == before
+    net.eval()
+    with eval_mode(net):
+        net[2][1].train()
+    assert not any(m.training for m in net.modules())
+
+
 def test_call_returns_what_run_reports(digits_model, batch):
     x, y = batch
     attack = FGSM(digits_model, eps=0.1)

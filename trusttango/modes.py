@@ -19,9 +19,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``with eval_mode(model):`` runs ``model`` in eval mode; afterwards (also after an error)
     each of its modules is in the mode it had before."""
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    if any(training for _, training in modes):  # a model already in eval mode is left untouched
+        model.eval()
     try:
         yield model
     finally:
         for module, training in modes:
-            module.training = training
+            if module.training != training:  # only what changed: setting a flag costs a Module.__setattr__
+                module.training = training
