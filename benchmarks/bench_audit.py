@@ -19,7 +19,7 @@ import torchvision
 from torch import nn
 
 import trusttango
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import Splits, load_builtin
 from trusttango.models import build_model, config_for
 from trusttango.models.external import ModelSource
@@ -67,7 +67,7 @@ def large_inputs(budget: float) -> None:
     rows += [["total wall (s)", round(wall, 1)], ["wall / budget", f"{wall / budget:.2f}"]]
     rows += [[f"n {stage} {key}", value] for stage in ("evaluation", "robustness", "privacy")
              for key, value in _sizes(result.record["results"].get(stage, {})).items()]  # fmt: skip
-    append(f"Audit of a ResNet-18 at 224x224 under a {budget:g} s budget", ["stage (seconds)", "value"], rows,
+    write_table(f"Audit of a ResNet-18 at 224x224 under a {budget:g} s budget", ["stage (seconds)", "value"], rows,
            "Untrained ResNet-18 (1-channel conv1) on 500 Fashion-MNIST test images upscaled to 224x224: the run "
            "measures whether the budget is kept and which sample sizes it leaves, not accuracy.")  # fmt: skip
 
@@ -109,7 +109,7 @@ def main() -> None:
         rows.append([f"robustness n {key}", *(r.record["results"]["robustness"]["n"][key] for _, r in runs.values())])
     rows.append(["accuracy", *(f"{r.accuracy:.3f}" for _, r in runs.values())])
     rows.append(["robust accuracy", *(f"{r.robust_accuracy:.3f}" for _, r in runs.values())])
-    append(
+    write_table(
         "Audit wall time per stage: a user's ResNet-18 (28x28) beside the small CNN",
         ["stage (seconds)", *runs],
         rows,

@@ -26,7 +26,7 @@ from functools import partial
 import torch
 import torchattacks
 
-from benchmarks.harness import Recipe, add_recipe_flags, append, make_parser, parse, recipe_of
+from benchmarks.harness import Recipe, add_recipe_flags, make_parser, parse, recipe_of, write_table
 from trusttango.robust import PGD, AutoAttack, CarliniWagnerL2, MinNormL2
 from trusttango.robust.base import Attack, RestartingAttack
 from trusttango.train import accuracy
@@ -133,7 +133,7 @@ def main(parts: list[str], recipe: Recipe) -> None:
         rows = [*throughput(recipe.trained(splits, []), x, y, "standard CNN"),
                 *throughput(recipe.trained(splits, adversarial), x, y,
                             "adversarially trained CNN")]  # fmt: skip
-        append(
+        write_table(
             "AutoAttack ensemble throughput, ours vs torchattacks (Fashion-MNIST small CNN, L-inf 0.1; as a user gets "
             "it / same computation)",
             [
@@ -159,7 +159,7 @@ def main(parts: list[str], recipe: Recipe) -> None:
     if "gap" in parts:
         with ProcessPoolExecutor(3, mp_context=mp.get_context("spawn")) as pool:
             rows = list(pool.map(partial(gap_row, recipe), recipe.defences()))
-        append(
+        write_table(
             "Robust accuracy at L-inf 0.1: PGD-20 x 5 vs the standard AutoAttack ensemble (Fashion-MNIST)",
             ["model", "test acc", "PGD-20 x 5", "AutoAttack", "PGD overstates by", "broken by", "flags", "AA seconds"],
             rows,
@@ -176,7 +176,7 @@ def main(parts: list[str], recipe: Recipe) -> None:
             ok = model(x).argmax(1) == y
         x, y = x[ok][:64], y[ok][:64]
         rows = minnorm_rows(model, x, y)
-        append(
+        write_table(
             "ARA's minimum-norm attack vs the best minimum-norm attacks (Fashion-MNIST small CNN)",
             ["attack", "median minimal L2", "unbroken", "seconds"],
             rows,

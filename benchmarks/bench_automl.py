@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.automl import SAMPLERS, AnytimeSearch, SearchResult, SearchSpace, alc, space_for
 from trusttango.automl.runner import stratified_subset
 from trusttango.data import Splits, load_builtin, spoken_digits_real
@@ -80,7 +80,7 @@ def samplers(full: bool, budget: float) -> None:
         same = np.mean(values) / np.mean(alcs["fixed default + quick start"])
         rows.append(["mean", label, float(np.mean(values)), "", "", f"ALC ratio vs fixed default: as a user gets it "
                      f"{user:.3f}, same computation (both with the quick start) {same:.3f}"])  # fmt: skip
-    append(
+    write_table(
         f"AutoML: sampler ALC vs fixed default (T = {budget:g} s)",
         ["dataset", "sampler", "ALC", "best test acc", "trials", "predictions"],
         rows,
@@ -128,7 +128,7 @@ def warm(full: bool, budget: float) -> None:
         alcs = [r.curve.alc for (lab, _), r in runs.items() if lab == label]
         times = [_time_to_alc(r, targets[s], budget) for (lab, s), r in runs.items() if lab == label]
         rows.append([label, "mean", float(np.mean(alcs)), "", float(np.mean(times)), "", "", ""])
-    append(
+    write_table(
         f"AutoML: warm-started vs cold search (Fashion-MNIST 3.5k subset, T = {budget:g} s)",
         ["search", "seed", "ALC at T", "target ALC", "s to target ALC", "best test acc", "trials", "warm start from"],
         rows,
@@ -167,7 +167,7 @@ def audio(full: bool, budget: float) -> None:
         vals = [t.values[0] for t in done if t.params.get("fusion") == fusion]
         rows.append([f"trials with fusion={fusion}", max(vals, default=float("nan")), f"{len(vals)} trials (best val)"])
     rows += _augmentation_rows(splits, real, (0, 1, 2) if full else (0,), 30 if full else 15)
-    append(
+    write_table(
         f"AutoML: spoken digits search (T = {budget:g} s, ALC {result.curve.alc:.4f}); augmentation vs real recordings",
         ["model", "synthetic test acc", "real recordings right"],
         rows,
@@ -192,7 +192,7 @@ def fmnist(full: bool, budget: float) -> None:
         f"{first['time_s']:.1f} s (trial {first['trial']}), NAUC {result.curve.scores[0]:.4f}",
         f"trial {result.best.trial}" if result.best else "",
     ]]  # fmt: skip
-    append(
+    write_table(
         "AutoML: Fashion-MNIST anytime search (issue 3 targets: ALC >= 0.90, test accuracy >= 0.91)",
         ["T (s)", "ALC", "final test acc", "trials", "predictions", "first prediction", "best"],
         rows,

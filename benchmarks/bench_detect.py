@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.detect import (
     DETECTION_ATTACKS,
@@ -108,7 +108,7 @@ def detection(splits: Splits, n: int) -> None:
                 rows.append([f"mean {group}", group, name, mean, mean / SEED_AUC, "", "", "", ""])
         layer = detectors["entropy (mean), auto layer"].layer
         every = ", ".join(detectors["entropy (summary+logistic), all layers, windows 3+5"].layer)
-        append(
+        write_table(
             f"Adversarial detection by feature-response entropy (Fashion-MNIST, fitted on {protocol})",
             ["attack", "seen", "detector", "AUC", "AUC / seed 0.990", "precision", "recall", "FPR@95%recall",
              "n adv"],
@@ -140,7 +140,7 @@ def ablation(model, val, test) -> None:
             det = EntropyDetector(model, window=window, bins=bins, layer=layer).fit(*fit_pair)
             r = evaluate_detector(det, *test_pair, "fgsm")
             rows.append([eps, det.layer or "input", window, bins, r.auc, r.fpr_at_95_recall, r.n_adversarial])
-    append(
+    write_table(
         "Entropy detector ablation: response layer, window, bins, FGSM eps (mean entropy)",
         ["eps", "layer", "window", "bins", "AUC", "FPR@95%recall", "n adv"],
         rows,
@@ -163,7 +163,7 @@ def throughput() -> None:
             rank_entropy(img, np.ones((3, 3), dtype=np.uint8))
         anchor = n / (time.perf_counter() - start)
         rows.append([f"{side}x{side}", ours, anchor, ours / anchor])
-    append(
+    write_table(
         "Local spatial entropy throughput (3x3, 256 bins)",
         ["input", "ours img/s", "skimage rank img/s", "ratio"],
         rows,
@@ -197,7 +197,7 @@ def zoom(splits: Splits, n_zoom: int) -> None:
     rows.insert(2, ["zoom-in, average", evaluate(model, canvas.test).accuracy, "", ""])
     for row in rows[1:]:
         row[2] = row[1] / low
-    append(
+    write_table(
         "Zoom-in classifier: Fashion-MNIST items on an 84x84 noisy canvas",
         ["model", "test accuracy", "ratio to low-res", "train s"],
         rows,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from captum import attr as ca
 
-from benchmarks.harness import append, command_line, make_parser, parse, timed
+from benchmarks.harness import command_line, make_parser, parse, timed, write_table
 from trusttango.explain import (
     Deconvolution,
     GradCAM,
@@ -136,8 +136,8 @@ def main() -> None:
     notes = (f"batch {n}, IG {s} steps, SmoothGrad {k} samples, best of {args.repeat} after a warm-up, device "
              f"{device}, {torch.get_num_threads()} threads; Captum always runs the model as given. "
              f"`{command_line()}`. {args.notes}")  # fmt: skip
-    append("Explanations: maps per second, trusttango vs Captum vs eager floor (as a user gets it / same computation)",
-           header, rows, notes)  # fmt: skip
+    title = "Explanations: maps per second, trusttango vs Captum vs eager floor (as a user gets it / same computation)"
+    write_table(title, header, rows, notes)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import load_builtin
 from trusttango.data.faces import face_dataset
 from trusttango.errors import InputError
@@ -76,7 +76,7 @@ def main() -> None:
         + "".join(f"Not applicable: {k} ({v}). " for k, v in refused.items())
         + args.notes
     )
-    append(f"Explanations: quality per method on {args.data}", keys, [list(r.values()) for r in rows], notes)
+    write_table(f"Explanations: quality per method on {args.data}", keys, [list(r.values()) for r in rows], notes)
 
 
 if __name__ == "__main__":

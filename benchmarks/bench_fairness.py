@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from fairlearn.metrics import demographic_parity_difference, equal_opportunity_difference, equalized_odds_difference
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import Splits, load_builtin, stratified_indices
 from trusttango.evaluate import predict_proba
 from trusttango.fairness import GroupReweighting, RightReasons, accuracies, clever_hans_check, region_mask, tagged_data
@@ -93,14 +93,14 @@ def main(parts: list[str], full: bool = False) -> None:
     size = "full" if full else "reduced (Adult 8k train / 5k test; F-MNIST 6k train / 2k test)"
     notes = f"Size: {size}."
     if "adult" in parts:
-        append(
+        write_table(
             "Fairness: Adult plain vs reweighted, sex gaps, trusttango vs fairlearn",
             ["model", "test acc", "gap", "ours", "95% CI", "fairlearn", "ours/fairlearn", "time s ours/fairlearn"],
             adult_rows(full),
             notes,
         )
     if "cleverhans" in parts:
-        append(
+        write_table(
             "Clever Hans demo: corner tag on class Shirt (F-MNIST)",
             ["model", "acc clean", "acc tagged", "acc tag-swapped", "attr. concentration", "flip rate", "check"],
             cleverhans_rows(full),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import load_builtin
 from trusttango.federated import FedConfig, simulate
 from trusttango.federated.deploy import deploy
@@ -167,14 +167,14 @@ def main(parts: list[str], settings: Settings) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         if "deploy" in parts:
-            append(
+            write_table(
                 "Federated: real deployment vs simulation, per-round wall time",
                 header,
                 deploy_rows(Path(tmp), settings.timed_rounds),
                 notes,
             )
         if "simtime" in parts:
-            append(
+            write_table(
                 "Federated: simulation per-round wall time vs number of clients",
                 header,
                 simtime_rows(Path(tmp), settings.timed_rounds),
@@ -182,7 +182,7 @@ def main(parts: list[str], settings: Settings) -> None:
             )
         for partition in settings.partitions:
             if "rounds" in parts:
-                append(
+                write_table(
                     f"Federated: rounds to {TARGET:.0%} Fashion-MNIST test accuracy, FedAvg vs FedSGD "
                     f"(K=100, C=0.1, {partition})",
                     [
@@ -205,11 +205,11 @@ def main(parts: list[str], settings: Settings) -> None:
     if "fedsgd_lr" in parts:
         with tempfile.TemporaryDirectory() as tmp:
             rows = fedsgd_lr_rows(Path(tmp))
-        append("Federated: FedSGD learning rate (Fashion-MNIST, IID, K=100, C=0.1)",
+        write_table("Federated: FedSGD learning rate (Fashion-MNIST, IID, K=100, C=0.1)",
                ["lr", "rounds", "final accuracy", "best accuracy"], rows,
                f"One full-batch SGD step per round on 10 clients. Shared 2-core CPU: {CONTENTION}.")  # fmt: skip
     if "he" in parts:
-        append(
+        write_table(
             "CKKS private inference (TenSEAL, conv+x^2+fc+x^2+fc on digits) vs plaintext torch",
             ["n", "plain acc", "encrypted acc", "agreement", "max logit error / max logit", "s/image (encrypted)",
              "slowdown vs plaintext", "enc input bytes", "enc output bytes"],

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import load_builtin
 from trusttango.privacy.audits import (
     ReferenceModels,
@@ -69,7 +69,7 @@ def main(n: int, n_models: int) -> None:
                  time.perf_counter() - start])  # fmt: skip
     rows.append([loss.method, "0 px", loss.tpr_at(0.001), loss.tpr_at(0.01), loss.auc, 0.0])
     plot_roc([loss, *curves, rmia_one], Path(__file__).with_name("membership_roc.png"), log=True)
-    append(
+    write_table(
         "Membership inference at low FPR: LiRA and RMIA vs the loss threshold (Fashion-MNIST MLP)",
         ["attack", "query shifts", "TPR at 0.1 % FPR", "TPR at 1 % FPR", "AUC", "reference seconds"],
         rows,

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import load_builtin, stratified_indices
 from trusttango.data.tabular import adult_frame
 from trusttango.models import build_model, config_for
@@ -224,7 +224,7 @@ def main(parts: list[str], args) -> None:
         fmnist = load_builtin("fashion-mnist", seed=0)
     if "steps" in parts:
         header = ["model", "mode", "row", "batch", "ms / step", "ratio to non-private", "goal <= 2x"]
-        append("Privacy: DP-SGD step time vs non-private (Fashion-MNIST, same model and batch, 1 thread)",
+        write_table("Privacy: DP-SGD step time vs non-private (Fashion-MNIST, same model and batch, 1 thread)",
                header, step_times(fmnist.train), "Best of 3 rounds, modes in rotated order; one epoch over 8192 "
                "(Tanh CNN) / 2560 (small CNN) images, sigma = 1; DP modes in DPSGD's default physical batches of at "
                "most 256 rows unless 'lot in one pass' (as a user gets it; Opacus' own loop runs each lot in one "
@@ -238,17 +238,18 @@ def main(parts: list[str], args) -> None:
         splits = (
             fmnist if args.full else type(fmnist)(_subset(fmnist.train, 6000), fmnist.val, _subset(fmnist.test, 2000))
         )
-        append(f"Privacy: Fashion-MNIST accuracy under DP-SGD, Tanh CNN end to end ({len(splits.train)} train, "
+        write_table(f"Privacy: Fashion-MNIST accuracy under DP-SGD, Tanh CNN end to end ({len(splits.train)} train, "
                f"{len(splits.test)} test, delta 1e-5, RDP accountant)",
                ["run", "epochs", "epsilon spent", "test accuracy", "time s"], dp_accuracy(splits, epochs, budgets, lot),
                f"Anchor: 86.0 % at epsilon 3 for the end-to-end Tanh CNN, 40 epochs (Tramer & Boneh 2021, Table 1); "
                f"here {epochs} epochs, lots of {lot}. " + note)  # fmt: skip
     if "membership" in parts:
-        append("Privacy: membership inference (Yeom loss threshold), overfit vs DP epsilon 3 (Fashion-MNIST, Tanh CNN)",
+        write_table("Privacy: membership inference (Yeom loss threshold), overfit vs DP epsilon 3 "
+                    "(Fashion-MNIST, Tanh CNN)",
                ["model", "member accuracy", "non-member accuracy", "attack AUC", "advantage"],
                membership(load_builtin("fashion-mnist", seed=0)), note)  # fmt: skip
     if "mondrian" in parts:
-        append("Privacy: Mondrian k-anonymity on UCI Adult (QI age; sex, race flat; marital_status, education "
+        write_table("Privacy: Mondrian k-anonymity on UCI Adult (QI age; sex, race flat; marital_status, education "
                "through hierarchies)",
                ["k", "rows", "time s", "NCP", "classes", "k (pycanon)", "re-identified raw", "re-identified after"],
                mondrian_adult(args.full), note)  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torchattacks
 
-from benchmarks.harness import Recipe, add_recipe_flags, append, command_line, make_parser, parse, recipe_of
+from benchmarks.harness import Recipe, add_recipe_flags, command_line, make_parser, parse, recipe_of, write_table
 from trusttango.robust import (
     FGSM,
     PGD,
@@ -91,7 +91,7 @@ def main(parts: list[str], recipe: Recipe) -> None:
         splits = recipe.splits()
         x, y = splits.test.x[:batch], splits.test.y[:batch]
         rows = throughput(recipe.trained(splits, []), x, y)
-        append(
+        write_table(
             "Robustness: attack throughput, ours vs torchattacks (Fashion-MNIST small CNN; as a user gets it / same "
             "computation)",
             ["attack", "row", "ours ex/s", "torchattacks ex/s", "ratio", "goal >= 1.0"],
@@ -109,7 +109,7 @@ def main(parts: list[str], recipe: Recipe) -> None:
             ara_rows = list(pool.map(partial(ara_row, recipe), recipe.defences()))
         base = ara_rows[0][2]
         ara_rows = [[*row, row[2] / base] for row in ara_rows]
-        append(
+        write_table(
             "Robustness: ARA of standard / adversarial / Lipschitz models (Fashion-MNIST)",
             ["model", "test acc (10k)", "ARA", "median RMS delta*", "attack success", "ARA / standard"],
             ara_rows,

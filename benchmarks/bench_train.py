@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from benchmarks.harness import append, make_parser, parse
+from benchmarks.harness import make_parser, parse, write_table
 from trusttango.data import load_builtin
 from trusttango.models import build_model, config_for
 from trusttango.train import TrainConfig, fit
@@ -59,7 +59,7 @@ def main() -> None:
         t_floor.append(hand_written(build_model(cfg, seed=0), train.x, train.y, args.batch_size, 2e-3))
         t_ours.append(ours(build_model(cfg, seed=0), train, args.batch_size, 2e-3))
     ips_ours, ips_floor = args.n / min(t_ours), args.n / min(t_floor)
-    append(
+    write_table(
         "Training throughput: one loop vs hand-written PyTorch loop",
         ["model", "images", "batch", "ours img/s", "hand-written img/s", "ratio ours/floor"],
         [["small_cnn w0.5 d3", args.n, args.batch_size, ips_ours, ips_floor, ips_ours / ips_floor]],

@@ -1,6 +1,6 @@
 """The benchmarks' shared helpers: one command-line parser for every script (its parts and
 flags; an unknown part or flag exits 2 listing the known ones), timing with a warm-up, and
-appending figures to ``benchmarks/RESULTS.md`` with the date, the machine and its load."""
+writing each table into ``benchmarks/RESULTS.md`` with the date, the machine and its load."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import datetime as _dt
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,10 +31,12 @@ def machine() -> str:
     return f"{device}, torch {torch.__version__}, load average {load} (1 / 5 / 15 min) when written"
 
 
-def append(title: str, header: list[str], rows: list[list[object]], notes: str = "") -> None:
-    """Append one dated section: a Markdown table of ``rows`` under ``title``."""
+def write_table(title: str, header: list[str], rows: list[list[object]], notes: str = "") -> None:
+    """Write one dated section, a Markdown table of ``rows`` under ``title``, into RESULTS.md: it
+    replaces the section of the same title (the file holds the latest run; history is in git),
+    or is added at the end."""
     lines = [
-        f"\n## {title}",
+        f"## {title}",
         f"{_dt.date.today().isoformat()} · {machine()}",
         "",
         "| " + " | ".join(header) + " |",
@@ -42,8 +45,14 @@ def append(title: str, header: list[str], rows: list[list[object]], notes: str =
     lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row) + " |" for row in rows]
     if notes:
         lines += ["", notes]
-    with RESULTS.open("a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    section = "\n".join(lines) + "\n\n"
+    head, *sections = re.split(r"(?m)^(?=## )", RESULTS.read_text() if RESULTS.exists() else "")
+    found = [i for i, old in enumerate(sections) if old.splitlines()[0] == f"## {title}"]
+    if found:
+        sections[found[-1]] = section
+    else:
+        sections.append(section if not sections or sections[-1].endswith("\n\n") else "\n" + section)
+    RESULTS.write_text(head + "".join(sections))
 
 
 def make_parser(doc: str | None, parts: Sequence[str] = ()) -> argparse.ArgumentParser:

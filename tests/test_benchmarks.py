@@ -47,3 +47,18 @@ def test_help_runs_as_a_module_from_the_repository_root():
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_membership", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0 and "--reference-models" in proc.stdout and "LiRA" in proc.stdout, proc.stderr
+
+
+def test_a_table_replaces_its_previous_run_and_keeps_the_others(tmp_path, monkeypatch):
+    from benchmarks import harness
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nintro\n\n## A\nold A\n\n## B\nold B, kept\n")
+    monkeypatch.setattr(harness, "RESULTS", results)
+    harness.write_table("A", ["x"], [[1.23456]], "notes of the new A")
+    harness.write_table("C", ["y"], [["z"]])
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nintro\n\n## A\n") and "old A" not in text
+    assert "| 1.235 |" in text and "notes of the new A" in text and "## B\nold B, kept\n" in text
+    assert text.index("## A") < text.index("## B") < text.index("## C") and text.count("## ") == 3
+    assert "load average" in text.split("## C")[1].splitlines()[1]
