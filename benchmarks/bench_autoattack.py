@@ -26,7 +26,7 @@ from functools import partial
 import torch
 import torchattacks
 
-from benchmarks.harness import Recipe, add_recipe_flags, make_parser, parse, recipe_of, write_table
+from benchmarks.harness import Recipe, parse, recipe_of, recipe_parser, write_table
 from trusttango.robust import PGD, AutoAttack, CarliniWagnerL2, MinNormL2
 from trusttango.robust.base import Attack, RestartingAttack
 from trusttango.train import accuracy
@@ -194,9 +194,7 @@ PARTS = ("throughput", "gap", "minnorm")
 
 def parser():
     """The script's command line: its parts and the models' recipe."""
-    found = make_parser(__doc__, PARTS)
-    add_recipe_flags(found)
-    return found
+    return recipe_parser(__doc__, PARTS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torchattacks
 
-from benchmarks.harness import Recipe, add_recipe_flags, command_line, make_parser, parse, recipe_of, write_table
+from benchmarks.harness import Recipe, command_line, parse, recipe_of, recipe_parser, write_table
 from trusttango.robust import (
     FGSM,
     PGD,
@@ -126,9 +126,7 @@ PARTS = ("throughput", "ara")
 
 def parser():
     """The script's command line: its parts and the models' recipe."""
-    found = make_parser(__doc__, PARTS)
-    add_recipe_flags(found)
-    return found
+    return recipe_parser(__doc__, PARTS)
 
 
 if __name__ == "__main__":

@@ -140,11 +140,14 @@ class Recipe:
         return model.eval()
 
 
-def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
-    """``--full``, ``--epochs`` and ``--target-ce`` (the :class:`Recipe` of the robustness benchmarks)."""
+def recipe_parser(doc: str | None, parts: Sequence[str]) -> argparse.ArgumentParser:
+    """:func:`make_parser` plus ``--full``, ``--epochs`` and ``--target-ce`` (the :class:`Recipe`
+    of the robustness benchmarks; :func:`recipe_of` reads them back)."""
+    parser = make_parser(doc, parts)
     parser.add_argument("--full", action="store_true", help="the whole training set and more test images")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 8 full, 4 reduced)")
     parser.add_argument("--target-ce", type=float, default=0.6, help="the Lipschitz controller's target CE")
+    return parser
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:
