@@ -3,28 +3,8 @@ counts as a failure unless its reason names a platform condition."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import conftest
-
-SKIPS = """
 import pytest
-
-
-def test_passes():
-    pass
-
-
-def test_skips_on_a_platform_condition():
-    pytest.skip("platform: no CUDA device")
-
-
-def test_skips_for_no_platform_reason():
-    pytest.skip("torchattacks not installed")
-"""
 
 
 def test_every_declared_dependency_is_here_and_a_missing_one_is_named(monkeypatch):
@@ -35,12 +15,29 @@ def test_every_declared_dependency_is_here_and_a_missing_one_is_named(monkeypatc
                                                "(/no/such/file)"]  # fmt: skip
 
 
-def test_a_skip_without_a_platform_reason_fails_the_run(tmp_path):
-    shutil.copy(Path(conftest.__file__), tmp_path / "conftest.py")
-    (tmp_path / "test_skips.py").write_text(SKIPS)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           str(tmp_path / "test_skips.py")], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300)  # fmt: skip
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    assert "1 failed, 1 passed, 1 skipped" in proc.stdout, proc.stdout[-3000:]
-    assert "skipped without a platform reason: Skipped: torchattacks not installed" in proc.stdout
+class _Outcome:
+    def __init__(self, report: pytest.TestReport) -> None:
+        self.report = report
+
+    def get_result(self) -> pytest.TestReport:
+        return self.report
+
+
+def _through_the_hook(outcome: str, reason: str | None) -> pytest.TestReport:
+    """A report as pytest makes it for a test that ended ``outcome`` (a skip: with ``reason``),
+    passed through conftest's ``pytest_runtest_makereport`` wrapper."""
+    longrepr = ("test_x.py", 3, f"Skipped: {reason}") if outcome == "skipped" else None
+    report = pytest.TestReport("test_x.py::test", ("test_x.py", 3, "test"), {}, outcome, longrepr, "call")
+    wrapper = conftest.pytest_runtest_makereport(None, None)
+    next(wrapper)
+    with pytest.raises(StopIteration):
+        wrapper.send(_Outcome(report))
+    return report
+
+
+def test_a_skip_without_a_platform_reason_fails():
+    failed = _through_the_hook("skipped", "torchattacks not installed")
+    assert failed.outcome == "failed"
+    assert failed.longrepr == "skipped without a platform reason: Skipped: torchattacks not installed"
+    assert _through_the_hook("skipped", "platform: no CUDA device").outcome == "skipped"
+    assert _through_the_hook("passed", None).outcome == "passed"

@@ -15,7 +15,6 @@ from trusttango.privacy.audits.membership import (
     MembershipResult,
     loss_threshold_attack,
     plot_roc,
-    sample_members,
     shadow_attack,
 )
 from trusttango.privacy.audits.reference import ReferenceModels
@@ -40,6 +39,5 @@ __all__ = [
     "plot_inversion",
     "plot_roc",
     "rmia_attack",
-    "sample_members",
     "shadow_attack",
 ]

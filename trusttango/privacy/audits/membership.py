@@ -71,20 +71,6 @@ class MembershipResult:
                 "members": self.n_members, "nonmembers": self.n_nonmembers}  # fmt: skip
 
 
-def sample_members(
-    train: LabelledDataset, test: LabelledDataset, n: int, seed: int = 0
-) -> tuple[LabelledDataset, LabelledDataset]:
-    """Members and non-members for an audit: ``min(n, len)`` random examples (in index order) of
-    the model's training split and of a held-out split."""
-    require(n >= 1, f"n: expected >= 1, got {n}")
-    rng = np.random.default_rng(seed)
-
-    def sample(ds: LabelledDataset) -> LabelledDataset:
-        return ds.subset(np.sort(rng.choice(len(ds), min(n, len(ds)), replace=False)))
-
-    return sample(train), sample(test)
-
-
 def membership_result(method: str, member_scores: np.ndarray, nonmember_scores: np.ndarray) -> MembershipResult:
     """The ROC, AUC and advantage of ``method``'s scores (higher: more likely a member)."""
     from sklearn.metrics import roc_auc_score, roc_curve
