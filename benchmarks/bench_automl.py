@@ -168,12 +168,12 @@ def audio(full: bool, budget: float) -> None:
         rows.append([f"trials with fusion={fusion}", max(vals, default=float("nan")), f"{len(vals)} trials (best val)"])
     rows += _augmentation_rows(splits, real, (0, 1, 2) if full else (0,), 30 if full else 15)
     write_table(
-        f"AutoML: spoken digits search (T = {budget:g} s, ALC {result.curve.alc:.4f}); augmentation vs real recordings",
+        f"AutoML: spoken digits search (T = {budget:g} s); augmentation vs real recordings",
         ["model", "synthetic test acc", "real recordings right"],
         rows,
         notes="Real recordings: the 10 asterisk-core-sounds-en-wav digits (8 kHz telephone prompts, one human voice); "
         "augmentation rows: the default audio model (small_cnn, conv1d fusion, 64x64 log-mel), AdamW 2e-3 cosine, "
-        f"trained on espeak-ng speech only, summed over seeds. {CONTENDED}",
+        f"trained on espeak-ng speech only, summed over seeds. {CONTENDED} Search ALC {result.curve.alc:.4f}.",
     )
 
 
