@@ -3,7 +3,7 @@ confusion matrix (and its PNG)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.modes import eval_mode
 from trusttango.plotting import save_figure, subplots
+from trusttango.records import Record
 from trusttango.torchutil import model_device
 
 
@@ -27,7 +28,7 @@ def predict_proba(model: nn.Module, x: torch.Tensor | LabelledDataset, batch_siz
 
 
 @dataclass
-class Evaluation:
+class Evaluation(Record):
     """Accuracy, per-class precision / recall / support and the confusion matrix."""
 
     accuracy: float
@@ -36,9 +37,6 @@ class Evaluation:
     recall: list[float]
     support: list[int]
     confusion: list[list[int]]  # rows: true class, columns: predicted class
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def evaluate(model: nn.Module, data: LabelledDataset, batch_size: int = 512) -> Evaluation:

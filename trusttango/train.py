@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset, make_loader
 from trusttango.errors import InputError, require
 from trusttango.modes import eval_mode
+from trusttango.records import Record
 from trusttango.torchutil import model_device
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -67,16 +68,13 @@ class EpochRecord:
 
 
 @dataclass
-class History:
+class History(Record):
     """What :func:`fit` did: one record per epoch, and why it stopped."""
 
     records: list[EpochRecord] = field(default_factory=list)
     stopped: str = "epochs"
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -9,7 +9,7 @@ A point of the space is a flat dict of Optuna parameters; :func:`to_configs` tur
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -19,6 +19,7 @@ from trusttango.errors import require
 from trusttango.models import BACKBONES, FUSIONS
 from trusttango.models.backbones import backbone_spec
 from trusttango.models.unified import AUGMENTATIONS
+from trusttango.records import Record
 from trusttango.schema import STRICT, validate
 from trusttango.train import OPTIMIZERS, SCHEDULES
 
@@ -28,7 +29,7 @@ QUICK_EPOCHS = 10  # passes of the quick-start model over its subsample (its tim
 
 
 @dataclass
-class SearchSpace:
+class SearchSpace(Record):
     """Choices per parameter. ``side`` is the data's median spatial side; ``input_scale``
     multiplies it (capped at :data:`MAX_SIDE`, raised to the backbone's minimum)."""
 
@@ -59,9 +60,6 @@ class SearchSpace:
             require(name in FUSIONS, f"unknown fusion {name!r}; choose one of {', '.join(FUSIONS)}")
         if not self.default:
             self.default = default_point(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, source: object = "search space") -> SearchSpace:

@@ -9,7 +9,7 @@ copies. Adversarial inputs are the positive class.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 from trusttango.detect.base import Detector
 from trusttango.errors import require
 from trusttango.modes import eval_mode
+from trusttango.records import Record
 from trusttango.torchutil import model_device
 
 DETECTION_ATTACKS = ("fgsm", "pgd", "mifgsm", "cw", "deepfool")
@@ -28,7 +29,7 @@ ATTACK_SETTINGS: dict[str, dict] = {  # the detection protocol: a shorter C&W se
 
 
 @dataclass
-class DetectionResult:
+class DetectionResult(Record):
     """Detection quality on one attack: adversarial inputs are the positive class."""
 
     attack: str
@@ -38,9 +39,6 @@ class DetectionResult:
     fpr_at_95_recall: float
     n_clean: int
     n_adversarial: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def detection_roc(s_clean: np.ndarray, s_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ from torch import nn
 from trusttango.errors import require
 from trusttango.explain._base import check_inputs, forward_recording, resolve_target
 from trusttango.explain.cam import find_layer
+from trusttango.records import Record
 from trusttango.torchutil import model_device
 
 
@@ -55,7 +56,7 @@ def directional_derivatives(model: nn.Module, layer: str | nn.Module, x: torch.T
 
 
 @dataclass
-class TCAVResult:
+class TCAVResult(Record):
     """TCAV score of one concept for one class, with its random-set null and two-sided t-test."""
 
     score: float  # mean over random sets of the fraction of class inputs with positive derivative
@@ -69,9 +70,6 @@ class TCAVResult:
     def null_score(self) -> float:
         """Mean of the random-CAV null scores."""
         return float(np.mean(self.null_scores))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def tcav(

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import InputError, require
 from trusttango.plotting import save_figure, subplots
+from trusttango.records import Record
 from trusttango.torchutil import penultimate_features
 
 
@@ -72,7 +73,7 @@ def mmd_test(a: torch.Tensor, b: torch.Tensor, n_perm: int = 200, seed: int = 0)
 
 
 @dataclass
-class ShiftResult:
+class ShiftResult(Record):
     """Overall and per-class (predicted class) MMD² and p-values; ``shifted`` at level ``alpha``
     (per-class tests Bonferroni-corrected)."""
 
@@ -81,9 +82,6 @@ class ShiftResult:
     shifted: bool
     per_class: dict[str, dict[str, float]]
     alpha: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def shift_test(

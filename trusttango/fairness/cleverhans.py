@@ -12,7 +12,7 @@ its accuracy collapses, while a model trained on clean data is unaffected.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch import nn
 from trusttango.data.base import LabelledDataset, Splits
 from trusttango.errors import require
 from trusttango.evaluate import predict_proba
+from trusttango.records import Record
 from trusttango.torchutil import model_device
 
 Region = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
@@ -86,7 +87,7 @@ def attribution_share(
 
 
 @dataclass
-class CleverHansReport:
+class CleverHansReport(Record):
     """Result of :func:`clever_hans_check`.
 
     ``concentration`` = attribution share / area share (1: no preference for the region);
@@ -102,9 +103,6 @@ class CleverHansReport:
     accuracy_removed: float
     flip_rate: float
     flagged: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def clever_hans_check(

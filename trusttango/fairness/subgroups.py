@@ -24,6 +24,7 @@ from torch import nn
 
 from trusttango.data.base import LabelledDataset
 from trusttango.errors import require
+from trusttango.records import Record
 
 GAPS = ("demographic_parity", "equalized_odds", "equal_opportunity", "accuracy")
 
@@ -76,7 +77,7 @@ class Gap:
 
 
 @dataclass
-class SubgroupReport:
+class SubgroupReport(Record):
     """Per-group table and gaps; ``positive`` is the class treated as the favourable outcome."""
 
     groups: list[GroupMetrics]
@@ -87,9 +88,6 @@ class SubgroupReport:
     def frame(self) -> pd.DataFrame:
         """Per-group metrics as a DataFrame (one row per group)."""
         return pd.DataFrame([asdict(g) for g in self.groups]).set_index("group")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _cells(codes: np.ndarray, true_pos: np.ndarray, pred_pos: np.ndarray, correct: np.ndarray, k: int) -> np.ndarray:

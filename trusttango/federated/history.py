@@ -8,10 +8,11 @@ module imports no Flower, so reading a history needs none.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trusttango.plotting import save_figure, subplots
+from trusttango.records import Record
 
 
 @dataclass
@@ -28,7 +29,7 @@ class RoundRecord:
 
 
 @dataclass
-class FedHistory:
+class FedHistory(Record):
     """Round-by-round figures of a federated run (round 0: the initial model)."""
 
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -58,9 +59,6 @@ class FedHistory:
         if self.config.get("secagg"):
             line += "; aggregated with SecAgg+"
         return line
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> FedHistory:

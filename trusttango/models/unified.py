@@ -14,7 +14,7 @@ and ``ModelConfig.fusion``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from torch import nn
 from trusttango.errors import InputError, require
 from trusttango.models.backbones import backbone_spec
 from trusttango.models.layers import activation
+from trusttango.records import Record
 from trusttango.schema import STRICT, validate
 
 AUGMENTATIONS = ("none", "shift", "flip_shift", "speech")  # speech: audio only (trusttango.models.audio)
@@ -33,7 +34,7 @@ MAX_BOTTLENECK = 8192  # bottleneck features, in [1, MAX_BOTTLENECK]
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Record):
     """Everything needed to rebuild a model; serialised as JSON next to its weights."""
 
     __pydantic_config__ = STRICT  # read back by trusttango.schema: strict types, no unknown fields
@@ -56,9 +57,6 @@ class ModelConfig:
     sample_rate: int = 16000  # audio: waveform rate in Hz
     n_mels: int = 64  # audio: mel bands of the spectrogram
     frames: int = 0  # video: frames selected per clip (0 = from the clip length)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict, source: object = "model config") -> ModelConfig:
