@@ -200,7 +200,7 @@ def main(parts: list[str], settings: Settings) -> None:
                     f"{settings.avg_eval_every} round(s)), FedSGD runs "
                     f"{settings.sgd_span} rounds and "
                     f"is evaluated every {SGD_EVAL_EVERY} rounds (its rounds-to figures are multiples of that). "
-                    f"Shared 2-core CPU, niced: {CONTENTION}; wall times are upper bounds.",
+                    f"Shared 2-core CPU: {CONTENTION}; wall times are upper bounds.",
                 )
     if "fedsgd_lr" in parts:
         with tempfile.TemporaryDirectory() as tmp:
