@@ -21,7 +21,7 @@ from torch import nn
 
 from trusttango.errors import require
 from trusttango.robust.apgd import APGD, APGDT
-from trusttango.robust.base import Attack, BallAttack, at_least_one, default_eps
+from trusttango.robust.base import Attack, BallAttack, at_least_one, check_logits, default_eps
 from trusttango.robust.fab import FABT
 from trusttango.robust.square import Square
 
@@ -155,9 +155,11 @@ class AutoAttack(BallAttack):
         return self.report_
 
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        flags, classes = self._flags(x, y)
         with torch.no_grad():
-            robust = self._net(x).argmax(1) == y
+            logits = self._net(x)
+        check_logits(logits, len(x), y)
+        flags, classes = self._flags(x, y, logits)
+        robust = logits.argmax(1) == y
         clean, x_adv, rows = float(robust.float().mean()), x.clone(), []
         broken_by = [""] * len(x)
         for name, attack in self.components():
@@ -186,13 +188,16 @@ class AutoAttack(BallAttack):
                                       broken_by)  # fmt: skip
         return x_adv
 
-    def _flags(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[str], int]:
-        """AutoAttack-style checks on up to 64 examples (the gradient check only for a preset with
-        gradient attacks), and the number of classes."""
-        probe, labels, flags = x[:64], y[:64], []
-        with torch.no_grad():
-            first, second = self.model(probe), self.model(probe)
-        if not torch.allclose(first, second, rtol=1e-4, atol=1e-5):
+    def _flags(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> tuple[list[str], int]:
+        """AutoAttack-style checks on up to 64 examples, and the number of classes: the clean
+        pass's ``logits`` against a second pass (a randomised model), probabilities instead of
+        logits, and (for a preset with gradient attacks) input gradients from that second pass."""
+        probe, labels, first, flags = x[:64], y[:64], logits[:64], []
+        gradients = any(name in GRADIENT_ATTACKS for name, _, _ in PRESETS[self.preset])
+        inputs = probe.detach().requires_grad_(gradients)
+        with torch.set_grad_enabled(gradients):
+            second = self._net(inputs)
+        if not torch.allclose(first, second.detach(), rtol=1e-4, atol=1e-5):
             flags.append("randomised model: two forward passes in eval mode disagree; these figures assume a "
                          "deterministic model (evaluate with expectation over transformation)")  # fmt: skip
         if bool((first >= 0).all()) and torch.allclose(
@@ -200,10 +205,9 @@ class AutoAttack(BallAttack):
         ):
             flags.append("the model outputs probabilities, not logits: gradients through softmax can vanish and mask "
                          "attacks; evaluate the logits")  # fmt: skip
-        if not any(name in GRADIENT_ATTACKS for name, _, _ in PRESETS[self.preset]):
+        if not gradients:
             return flags, first.shape[1]
-        inputs = probe.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(self._net(inputs), labels, reduction="sum"), inputs)
+        (grad,) = torch.autograd.grad(F.cross_entropy(second, labels, reduction="sum"), inputs)
         zero = int((grad.flatten(1).abs().amax(1) == 0).sum())
         if zero:
             flags.append(f"zero input gradients on {zero} of {len(probe)} examples: gradient attacks cannot move them "
