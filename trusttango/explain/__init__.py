@@ -12,7 +12,7 @@ from trusttango.explain.gradient import InputXGradient, IntegratedGradients, Sal
 from trusttango.explain.heatmap import to_heatmap
 from trusttango.explain.meaningful import MeaningfulPerturbation
 from trusttango.explain.metrics import deletion_game, deletion_insertion, pointing_game, randomisation_check
-from trusttango.explain.net2vec import Net2VecResult, net2vec_classification, net2vec_segmentation
+from trusttango.explain.net2vec import Net2VecResult, net2vec
 from trusttango.explain.occlusion import Occlusion
 from trusttango.explain.regions import RegionAblation, region_ablation
 
@@ -22,8 +22,7 @@ __all__ = [
     "compare_methods",
     "linear_cka",
     "load_image_set",
-    "net2vec_classification",
-    "net2vec_segmentation",
+    "net2vec",
     "region_ablation",
     "tcav",
     "Net2VecResult",

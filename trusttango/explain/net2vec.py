@@ -126,24 +126,35 @@ def _prepare(model: nn.Module, layer, x: torch.Tensor, quantile: float, val_frac
     return binary_maps(acts, thresholds, size), train, val
 
 
-def net2vec_segmentation(
+def net2vec(
     model: nn.Module,
     layer: str | nn.Module,
     x: torch.Tensor,
-    masks: torch.Tensor,
+    concept: torch.Tensor,
     quantile: float = 0.005,
     val_fraction: float = 1 / 3,
-    epochs: int = 30,
+    epochs: int | None = None,
     seed: int = 0,
 ) -> Net2VecResult:
-    """Segmentation probe: concept masks ``(N, H, W)`` (boolean, at the input resolution) -> embedding + set IoU."""
+    """Probe ``layer`` of ``model`` for a concept over the images ``x``; the concept's shape picks
+    the probe: boolean masks ``(N, H, W)`` at the input resolution -> segmentation, scored by set
+    IoU (sec. 3.2); boolean presence ``(N,)`` -> classification, scored by average precision
+    (sec. 3.3). ``epochs`` of the probe default to 30 (segmentation) and 100 (classification).
+    ``val_fraction`` of the images are held out for the scores."""
+    n, size = x.shape[0], tuple(x.shape[2:])
     require(
-        masks.shape == (x.shape[0], *x.shape[2:]),
-        f"masks: expected boolean (N, H, W) = {(x.shape[0], *x.shape[2:])}, got {tuple(masks.shape)}",
+        concept.shape in ((n,), (n, *size)),
+        f"concept: expected boolean presence ({n},) or masks (N, H, W) = {(n, *size)}, got {tuple(concept.shape)}",
     )
-    masks = masks.bool().cpu()
+    concept = concept.bool().cpu()
     maps, train, val = _prepare(model, layer, x, quantile, val_fraction, seed)
-    require(bool(masks[train].any()), "masks: the training split holds no concept pixel")
+    if concept.dim() == 1:
+        return _classification(maps, concept, train, val, quantile, epochs or 100, seed)
+    return _segmentation(maps, concept, train, val, epochs or 30, seed)
+
+
+def _segmentation(maps, masks: torch.Tensor, train, val, epochs: int, seed: int) -> Net2VecResult:
+    require(bool(masks[train].any()), "concept: the training split holds no concept pixel")
     w, b = fit_probe(maps[train], masks[train], epochs=epochs, seed=seed)
     score = set_iou(_logits(maps[val], w, b) > 0, masks[val])
     single = [set_iou(maps[train, k], masks[train]) for k in range(maps.shape[1])]
@@ -151,24 +162,11 @@ def net2vec_segmentation(
     return Net2VecResult(w.numpy(), float(b), score, best, set_iou(maps[val, best], masks[val]), "iou")
 
 
-def net2vec_classification(
-    model: nn.Module,
-    layer: str | nn.Module,
-    x: torch.Tensor,
-    present: torch.Tensor,
-    quantile: float = 0.005,
-    val_fraction: float = 1 / 3,
-    epochs: int = 100,
-    seed: int = 0,
-) -> Net2VecResult:
-    """Classification probe: concept presence ``(N,)`` (boolean) -> embedding + average precision."""
+def _classification(maps, present: torch.Tensor, train, val, quantile: float, epochs: int, seed: int) -> Net2VecResult:
     from sklearn.metrics import average_precision_score
 
-    require(present.shape == (x.shape[0],), f"present: expected boolean (N,) = ({x.shape[0]},), got {present.shape}")
-    present = present.bool().cpu()
-    maps, train, val = _prepare(model, layer, x, quantile, val_fraction, seed)
     require(
-        0 < int(present[train].sum()) < len(train), "present: the training split needs positive and negative images"
+        0 < int(present[train].sum()) < len(train), "concept: the training split needs positive and negative images"
     )
     pooled = maps.float().mean((2, 3)) / quantile  # about 1 on average: keeps the probe well conditioned
     w, b = fit_probe(pooled[train], present[train], epochs=epochs, seed=seed)
