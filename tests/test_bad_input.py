@@ -173,6 +173,11 @@ OPTIONS = [  # (id, arguments, what the line must say)
         "preset: expected one of",
     ),
     ("explain-method", ["explain", "{w}/model", "--data", "digits", "--method", "nope", "--out", "{t}/x"], "nope"),
+    (
+        "detect-bits",
+        ["detect", "fit", "{w}/model", "--data", "digits", "--method", "squeezing", "--bits", "0", "--out", "{t}/d"],
+        "bits must lie in [1, 8], got 0",
+    ),
     ("explain-layer", ["explain", "{w}/model", "--data", "digits", "--layer", "nope", "--out", "{t}/x"], "nope"),
     ("explain-target", ["explain", "{w}/model", "--data", "digits", "--target", "99", "--out", "{t}/x"], "99"),
     ("membership-n", ["membership", "{w}/model", "--data", "digits", "--n", "0", "--out", "{t}/mi"], "'--n'"),

@@ -54,18 +54,16 @@ def _windows(text: str) -> list[int]:
         raise_input(f"--window: expected odd integers separated by commas, got {text!r}")
 
 
-def _detector(method: str, net, model: Path, data: str, n: int, seed: int, entropy_options: dict):
-    """The unfitted detector ``method`` of :data:`~trusttango.detect.DETECTORS` on ``net`` (the
-    density detector's reference: the first ``n`` training examples)."""
+def _detector(method: str, net, model: Path, data: str, n: int, seed: int, options: dict):
+    """The unfitted detector ``method`` of :data:`~trusttango.detect.DETECTORS` on ``net`` with
+    ``options[method]`` (the density detector's reference: the first ``n`` training examples)."""
     from trusttango.detect import DETECTORS
 
     require(method in DETECTORS, f"--method: expected one of {', '.join(DETECTORS)}, got {method!r}")
-    if method == "entropy":
-        return DETECTORS[method](net, **entropy_options)
     if method == "density":
         _, reference = _load(model, data, "train", n, seed)
         return DETECTORS[method](net, reference.x, reference.y)
-    return DETECTORS[method](net)
+    return DETECTORS[method](net, **options.get(method, {}))
 
 
 def fit_cmd(
@@ -81,6 +79,8 @@ def fit_cmd(
     n: int = typer.Option(500, help="Validation examples to attack."),
     window: str = typer.Option("3", help="Side of the entropy neighbourhood (odd); several: e.g. 3,5."),
     bins: int = typer.Option(256, help="Histogram bins over the 8-bit response levels."),
+    bits: int = typer.Option(4, help="Squeezing: bit depth of the bit-depth squeezer (Xu et al. 2018: 1 for MNIST)."),
+    median: int = typer.Option(3, help="Squeezing: side of the median filter (Xu et al. 2018: 2 for MNIST)."),
     summary: bool = typer.Option(False, "--summary", help="Add entropy-image statistics and a logistic model."),
     layer: str = typer.Option("auto", help=LAYER_HELP),
     signal: str = typer.Option(
@@ -88,7 +88,7 @@ def fit_cmd(
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """Fit a detector (entropy options apply to ``--method entropy``) on clean vs attacked validation data."""
+    """Fit a detector on clean vs attacked validation data (each option applies to the method it names)."""
     from trusttango.detect import attack_pairs, detection_roc, evaluate_detector, plot_detector_examples
     from trusttango.plotting import plot_roc
 
@@ -97,7 +97,10 @@ def fit_cmd(
     chosen = None if layer == "input" else layers if len(layers) > 1 else layer
     check_output(out, force, [model, data])
     net, ds = _load(model, data, "val", n, seed)
-    options = {"window": sides, "bins": bins, "summary": summary, "layer": chosen, "signal": signal}
+    options = {
+        "entropy": {"window": sides, "bins": bins, "summary": summary, "layer": chosen, "signal": signal},
+        "squeezing": {"bits": bits, "median": median},
+    }
     detector = _detector(method, net, model, data, n, seed, options)
     clean, adv = attack_pairs(net, ds.x, ds.y, names, eps)
     detector.fit(clean, adv)
