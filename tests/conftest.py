@@ -22,6 +22,8 @@ from trusttango.train import TrainConfig, fit
 # workers (`make test` runs one per core); oversubscribed OpenMP spinning wastes most of the CPU.
 _BUSY = os.getloadavg()[0] > 3 * (os.cpu_count() or 1) or "PYTEST_XDIST_WORKER" in os.environ
 torch.set_num_threads(1 if _BUSY else max(1, min(2, os.cpu_count() or 1)))
+if _BUSY:  # and in the CLI processes the tests start, which would otherwise take every core each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 FULL = os.environ.get("TRUSTTANGO_FULL") == "1"  # slow tests run at full size when set
 
 # What `make setup` installs and some test needs: a missing one ends the run in one line, never
