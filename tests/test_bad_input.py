@@ -77,6 +77,7 @@ def world(tmp_path_factory, digits_model, digits) -> Path:
         for i in range(3):
             shutil.copy(world / "good.png", world / folder / f"{i}.png")
     (world / "out-file.txt").write_text("an earlier output file")
+    (world / "cuda8.yaml").write_text("device: cuda:8\n")  # a GPU no test machine has
     return world
 
 
@@ -147,6 +148,11 @@ OPTIONS = [  # (id, arguments, what the line must say)
     ("train-epochs", ["train", "--data", "digits", "--epochs", "0", "--out", "{t}/m"], "'--epochs'"),
     ("train-lr", ["train", "--data", "digits", "--lr", "0", "--out", "{t}/m"], "lr must be > 0"),
     ("train-batch", ["train", "--data", "digits", "--batch-size", "0", "--out", "{t}/m"], "'--batch-size'"),
+    (
+        "train-device",
+        ["train", "--data", "digits", "--device", "cuda:8", "--out", "{t}/m"],
+        "device 'cuda:8': this machine has",
+    ),
     ("train-backbone", ["train", "--data", "digits", "--backbone", "vgg99", "--out", "{t}/m"], "vgg99"),
     ("train-eps", ["train", "--data", "digits", "--dp", "--epsilon", "-1", "--out", "{t}/m"], "epsilon"),
     (
@@ -239,6 +245,11 @@ OPTIONS = [  # (id, arguments, what the line must say)
     ),
     ("audit-fail-on", ["audit", "{w}/model", "--data", "digits", "--fail-on", "x", "--out", "{t}/rep"], "fail-on"),
     ("audit-config", ["audit", "--config", "{w}/none.yaml", "--out", "{t}/rep"], "none.yaml"),
+    (
+        "audit-device",
+        ["audit", "{w}/model", "--data", "digits", "--config", "{w}/cuda8.yaml", "--out", "{t}/rep"],
+        "device 'cuda:8': this machine has",
+    ),
     ("diff-missing", ["audit", "diff", "{w}/none.json", "{w}/none.json"], "none.json"),
     ("unknown-command", ["frobnicate"], "frobnicate"),
     ("unknown-option", ["train", "--colour", "red"], "--colour"),

@@ -118,13 +118,17 @@ class Hook:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
+    """``auto`` -> CUDA when present, else CPU; a CUDA device this machine lacks is refused."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown device {name!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        require(count > (device.index or 0), f"device {name!r}: this machine has {count} CUDA device(s)")
+    return device
 
 
 def seed_everything(seed: int) -> None:

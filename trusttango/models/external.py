@@ -28,6 +28,7 @@ from torch import nn
 from trusttango.errors import InputError, require
 from trusttango.models.io import SavedModel, load_state
 from trusttango.schema import STRICT, first_error, read
+from trusttango.torchutil import model_device
 
 SPEC_FILE = "model_spec.json"
 WRAPPERS = ("state_dict", "model_state_dict", "model")  # checkpoint keys that hold the state dict
@@ -289,10 +290,10 @@ class ModelSource:
 
 
 def check_output(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    """Refuse a model whose output on ``x`` is not ``(N, num_classes)`` logits."""
+    """Refuse a model whose output on ``x`` (moved to the model's device) is not ``(N, num_classes)`` logits."""
     try:
         with torch.no_grad():
-            out = model(x)
+            out = model(x.to(model_device(model)))
     except RuntimeError as err:
         raise InputError(f"model: fails on inputs shaped {tuple(x.shape)} ({str(err).splitlines()[0]})") from None
     require(isinstance(out, torch.Tensor), f"model: returned {type(out).__name__}, expected a tensor of logits")

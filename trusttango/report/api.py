@@ -21,6 +21,7 @@ from trusttango.models.unified import check_compatible
 from trusttango.modes import eval_mode
 from trusttango.report.audit import AuditConfig, check_config, run_stages
 from trusttango.report.result import AuditResult, check_out
+from trusttango.train import resolve_device
 
 
 def audit(
@@ -35,7 +36,9 @@ def audit(
     ``model``: an ``nn.Module`` returning ``(N, K)`` logits for inputs in [0, 1] (a model that
     expects other values or normalised inputs: a :class:`~trusttango.models.external.ModelSource`
     with ``module=``, ``value_range``, ``mean``, ``std``), a loaded ``SavedModel``, or a
-    trusttango model directory. Its train/eval flags are restored afterwards.
+    trusttango model directory. Its train/eval flags are restored afterwards. A module or
+    ``SavedModel`` passed in is audited on the device it lives on; a model the audit loads from
+    files (a path, a ``ModelSource`` without ``module``) is placed by ``config.device``.
 
     ``data``: :class:`~trusttango.data.Splits`; a ``LabelledDataset`` taken as the test split
     alone (stages that need the training data, membership inference, say so and are skipped);
@@ -54,6 +57,8 @@ def audit(
     check_config(config)
     with eval_mode(model) if isinstance(model, nn.Module) else nullcontext():  # the user's flags come back
         saved = source.load(splits.test) if source else _saved(model, splits)
+        if isinstance(model, str | Path) or (isinstance(model, ModelSource) and model.module is None):
+            saved.model.to(resolve_device(config.device))  # loaded here from files, placed as the CLI places it
         if out is not None:
             check_out(config.out, config.force)
         result = run_stages(config, splits, saved, progress)

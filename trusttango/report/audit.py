@@ -88,7 +88,7 @@ class AuditConfig:
     n_explain: int = 8
     n_attack: int = 200
     n_membership: int = 2000
-    device: str = "auto"  # where a loaded model runs: auto (CUDA when present) | cpu | cuda[:N]
+    device: str = "auto"  # where a model loaded from files runs: auto (CUDA when present) | cpu | cuda[:N]
     members: str = "auto"  # what the model was trained on: "train" (the data's train split) | "unknown" | "auto"
     robust_eps: float | None = None  # budget of the robustness verdict (default: the data's, with its source)
     robust_norm: str = "linf"  # linf | l2
@@ -765,6 +765,7 @@ def check_config(config: AuditConfig) -> None:
     members = config.members
     require(members in ("auto", "train", "unknown"), f"members: expected auto, train or unknown, got {members!r}")
     threat_model(config.data, config.robust_eps, config.robust_norm)
+    resolve_device(config.device)
     require(config.robust_preset in ("standard", "fast"), f"robust_preset must be standard or fast, got "
             f"{config.robust_preset!r}")  # fmt: skip
 
