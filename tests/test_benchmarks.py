@@ -63,3 +63,23 @@ def test_a_table_replaces_its_previous_run_and_keeps_the_others(tmp_path, monkey
     assert "| 1.235 |" in text and "notes of the new A" in text and "## B\nold B, kept\n" in text
     assert text.index("## A") < text.index("## B") < text.index("## C") and text.count("## ") == 3
     assert "load average" in text.split("## C")[1].splitlines()[1]
+
+
+def test_autoattack_throughput_rows_on_a_tiny_model():
+    """bench_autoattack's throughput part end to end on a linear model (the device the model and
+    images live on; here the CPU): one row per way of running ours, each with both rates, the
+    median ratio and its range over the repeats, and both robust accuracies."""
+    import torch
+    from torch import nn
+
+    from benchmarks.bench_autoattack import ROWS, throughput
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    x = torch.rand(6, 1, 28, 28)
+    rows = throughput(model, x, model(x).argmax(1), "tiny", 0.0)
+    assert [row[:2] for row in rows] == [["tiny", name] for name in ROWS]
+    for _, _, ours, theirs, ratio, spread, _, robust, robust_theirs in rows:
+        assert ours > 0 and theirs > 0 and ratio > 0 and spread.endswith("(1)")
+        assert 0 <= robust <= 1 and 0 <= robust_theirs <= 1
+    assert rows[1][6] in ("met", "not met") and rows[0][6] == ""
