@@ -2,8 +2,9 @@
 attribution method, every detector and the audit run where the model lives, take inputs from the
 CPU as a user passes them, and agree with the same computation on the CPU.
 
-Skipped (with a platform reason) where no CUDA device is present; ``TRUSTTANGO_TEST_DEVICE=cpu``
-runs the file on the CPU, which checks the tests themselves (every agreement is then exact)."""
+The device is CUDA where present, else the CPU (then each computation runs once and every
+agreement is exact: the file keeps its tests alive on machines without a GPU);
+``TRUSTTANGO_TEST_DEVICE`` names another (``cuda`` without a CUDA device: skipped, a platform reason)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from trusttango.models import build_model, config_for
 from trusttango.robust import ATTACKS, AutoAttack, make_attack
 from trusttango.train import TrainConfig, fit
 
-DEVICE = torch.device(os.environ.get("TRUSTTANGO_TEST_DEVICE", "cuda"))
+DEVICE = torch.device(os.environ.get("TRUSTTANGO_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
+PLACES = list(dict.fromkeys([DEVICE, torch.device("cpu")]))  # the device, then the CPU to compare with
 pytestmark = pytest.mark.skipif(
-    DEVICE.type == "cuda" and not torch.cuda.is_available(),
-    reason="platform: no CUDA device (TRUSTTANGO_TEST_DEVICE=cpu runs this file on the CPU)",
+    DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="platform: TRUSTTANGO_TEST_DEVICE=cuda, no CUDA"
 )
 
 
@@ -57,20 +58,21 @@ def test_every_attack_runs_where_the_model_lives(name: str, digits: Splits, digi
     """CPU inputs in, examples on the model's device out; the flips are real (the model's own
     prediction there), inside the ball, and as many as on the CPU within 10 points."""
     x, y = digits.test.x[:64], digits.test.y[:64]
-    model = _on(DEVICE, digits_model)
     with torch.no_grad():
-        correct = model(x.to(DEVICE)).argmax(1).cpu() == y
-    torch.manual_seed(0)
-    result = make_attack(name, model, eps=0.2).run(x[correct], y[correct])
-    assert _same_device(result.x_adv) and _same_device(result.success)
-    with torch.no_grad():
-        flipped = model(result.x_adv).argmax(1).cpu() != y[correct]
-    assert torch.equal(flipped, result.success.cpu()) and result.success_rate > 0.5
-    if not ATTACKS[name].minimum_norm:
-        assert float((result.x_adv.cpu() - x[correct]).abs().max()) <= 0.2 + 1e-5
-    torch.manual_seed(0)
-    on_cpu = make_attack(name, _on(torch.device("cpu"), digits_model), eps=0.2).run(x[correct], y[correct])
-    assert abs(result.success_rate - on_cpu.success_rate) <= 0.1, (result.success_rate, on_cpu.success_rate)
+        correct = digits_model(x).argmax(1) == y
+    rates = {}
+    for device in PLACES:
+        model = _on(device, digits_model)
+        torch.manual_seed(0)
+        result = make_attack(name, model, eps=0.2).run(x[correct], y[correct])
+        assert result.x_adv.device.type == result.success.device.type == device.type
+        with torch.no_grad():
+            flipped = model(result.x_adv).argmax(1).cpu() != y[correct]
+        assert torch.equal(flipped, result.success.cpu()) and result.success_rate > 0.5
+        if not ATTACKS[name].minimum_norm:
+            assert float((result.x_adv.cpu() - x[correct]).abs().max()) <= 0.2 + 1e-5
+        rates[device.type] = result.success_rate
+    assert abs(rates[DEVICE.type] - rates["cpu"]) <= 0.1, rates
 
 
 def test_the_ensemble_on_the_device_agrees_with_the_cpu(fmnist_small: Splits, fmnist_model) -> None:
@@ -78,7 +80,7 @@ def test_the_ensemble_on_the_device_agrees_with_the_cpu(fmnist_small: Splits, fm
     0.03: robust accuracy on the device within 2 points of the CPU's, the clean accuracy equal."""
     x, y = fmnist_small.test.x[:200], fmnist_small.test.y[:200]
     reports = {}
-    for device in (DEVICE, torch.device("cpu")):
+    for device in PLACES:
         attack = AutoAttack(_on(device, fmnist_model), eps=0.03, steps=10, queries=300)
         torch.manual_seed(0)
         x_adv = attack(x, y)
@@ -96,7 +98,7 @@ def test_every_attribution_method_runs_where_the_model_lives(name: str, digits: 
     x = digits.test.x[:4]
     options = {"meaningful": {"steps": 4}}.get(name, {})
     maps = {}
-    for device in (DEVICE, torch.device("cpu")):
+    for device in PLACES:
         torch.manual_seed(0)
         maps[device.type] = METHODS[name](_on(device, digits_model), **options).attribute(x, target=digits.test.y[:4])
     assert _same_device(maps[DEVICE.type]) and torch.isfinite(maps[DEVICE.type]).all()
@@ -108,7 +110,7 @@ def test_every_detector_fits_and_scores_where_the_model_lives(name: str, digits:
     """Fitted on clean vs FGSM examples on the device, scores as on the CPU."""
     x, y = digits.val.x[:60], digits.val.y[:60]
     scores = {}
-    for device in (DEVICE, torch.device("cpu")):
+    for device in PLACES:
         model = _on(device, digits_model)
         adv = make_attack("fgsm", model, eps=0.2).run(x, y).x_adv.cpu()
         reference = (digits.train.x[:60], digits.train.y[:60]) if name == "density" else ()
@@ -125,7 +127,7 @@ def test_the_audit_runs_on_the_device_and_says_so(digits: Splits, digits_model) 
     there, the report's provenance names the device, and the verdicts equal the CPU's."""
     config = AuditConfig(budget=120, n_explain=4, n_attack=40, n_membership=200, robust_preset="fast")
     verdicts = {}
-    for device in (DEVICE, torch.device("cpu")):
+    for device in PLACES:
         model = _on(device, digits_model)
         result = audit(model, digits, config=config)
         assert all(p.device.type == device.type for p in model.parameters())
