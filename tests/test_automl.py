@@ -34,6 +34,7 @@ from trusttango.automl import (
     time_transform,
     to_configs,
 )
+from trusttango.automl.storage import storage_lock
 from trusttango.errors import InputError
 from trusttango.models import build_model, config_for, load_model
 
@@ -294,8 +295,11 @@ def test_killed_worker_trial_is_failed_and_retried_on_resume(tmp_path):
     try:
         while not running and time.time() < deadline and worker.poll() is None:
             time.sleep(0.2)
+            if not (out / "study.db").exists():  # the worker has not opened its storage yet
+                continue
             try:
-                trials = optuna.load_study(study_name="automl", storage=url).trials
+                with storage_lock(url):  # as the workers do: opening creates tables, never beside a starting worker
+                    trials = optuna.load_study(study_name="automl", storage=url).trials
             except Exception:  # no study (or no tables) yet
                 continue
             running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
