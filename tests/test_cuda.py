@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -36,6 +37,23 @@ def _on(device: torch.device, model: torch.nn.Module) -> torch.nn.Module:
 
 def _same_device(tensor: torch.Tensor) -> bool:
     return tensor.device.type == DEVICE.type
+
+
+def _agrees(run: Callable[[torch.device], np.ndarray]) -> None:
+    """``run(DEVICE)`` equals ``run(cpu)`` (seeded alike) where the computation draws no random
+    numbers; where it does (SmoothGrad's noise, MC dropout), the device draws from its own
+    generator, so its result may be no farther from the CPU's than the CPU's own with another seed
+    (times 3). The CPU run with seed 1 tells which case holds."""
+    results = {}
+    for seed, device in ((0, DEVICE), (0, torch.device("cpu")), (1, torch.device("cpu"))):
+        torch.manual_seed(seed)
+        results[seed, device.type] = np.asarray(run(device))
+    ours, cpu, other = results[0, DEVICE.type], results[0, "cpu"], results[1, "cpu"]
+    assert np.isfinite(ours).all()
+    if np.array_equal(cpu, other):
+        np.testing.assert_allclose(ours, cpu, rtol=1e-3, atol=1e-4)
+    else:
+        assert np.linalg.norm(ours - cpu) <= 3 * np.linalg.norm(other - cpu), "farther from the CPU than its noise"
 
 
 def test_training_runs_on_the_device_and_learns(digits: Splits) -> None:
@@ -94,32 +112,31 @@ def test_the_ensemble_on_the_device_agrees_with_the_cpu(fmnist_small: Splits, fm
 
 @pytest.mark.parametrize("name", METHODS)
 def test_every_attribution_method_runs_where_the_model_lives(name: str, digits: Splits, digits_model) -> None:
-    """Maps on the model's device, finite, and equal to the CPU's (stochastic methods seeded alike)."""
+    """Maps on the model's device, finite, and as the CPU's (see :func:`_agrees`)."""
     x = digits.test.x[:4]
     options = {"meaningful": {"steps": 4}}.get(name, {})
-    maps = {}
-    for device in PLACES:
-        torch.manual_seed(0)
-        maps[device.type] = METHODS[name](_on(device, digits_model), **options).attribute(x, target=digits.test.y[:4])
-    assert _same_device(maps[DEVICE.type]) and torch.isfinite(maps[DEVICE.type]).all()
-    np.testing.assert_allclose(maps[DEVICE.type].cpu().numpy(), maps["cpu"].numpy(), rtol=1e-3, atol=1e-4)
+
+    def run(device: torch.device) -> np.ndarray:
+        maps = METHODS[name](_on(device, digits_model), **options).attribute(x, target=digits.test.y[:4])
+        assert maps.device.type == device.type
+        return maps.cpu().numpy()
+
+    _agrees(run)
 
 
 @pytest.mark.parametrize("name", DETECTORS)
 def test_every_detector_fits_and_scores_where_the_model_lives(name: str, digits: Splits, digits_model) -> None:
-    """Fitted on clean vs FGSM examples on the device, scores as on the CPU."""
+    """Fitted on clean vs FGSM examples on the device, scores as on the CPU (see :func:`_agrees`)."""
     x, y = digits.val.x[:60], digits.val.y[:60]
-    scores = {}
-    for device in PLACES:
+    reference = (digits.train.x[:60], digits.train.y[:60]) if name == "density" else ()
+    options = {"bins": 32} if name == "entropy" else {"mc_samples": 3} if name == "density" else {}
+
+    def run(device: torch.device) -> np.ndarray:
         model = _on(device, digits_model)
         adv = make_attack("fgsm", model, eps=0.2).run(x, y).x_adv.cpu()
-        reference = (digits.train.x[:60], digits.train.y[:60]) if name == "density" else ()
-        options = {"bins": 32} if name == "entropy" else {"mc_samples": 3} if name == "density" else {}
-        detector = DETECTORS[name](model, *reference, **options).fit(x, adv)
-        torch.manual_seed(0)
-        scores[device.type] = detector.score(torch.cat([x, adv]))
-    assert np.isfinite(scores[DEVICE.type]).all()
-    np.testing.assert_allclose(scores[DEVICE.type], scores["cpu"], rtol=1e-3, atol=1e-4)
+        return DETECTORS[name](model, *reference, **options).fit(x, adv).score(torch.cat([x, adv]))
+
+    _agrees(run)
 
 
 def test_the_audit_runs_on_the_device_and_says_so(digits: Splits, digits_model) -> None:
