@@ -408,3 +408,96 @@ def test_an_onnx_graph_that_cannot_be_converted_is_audited_as_a_black_box(user, 
     assert {row["method"] for row in result.record["results"]["insight"]} == {"occlusion"}
     assert result.verdicts["insight"] in {"not established", "not meaningful"}
     assert result.membership_auc is not None and "Black-box mode" in result.sections[0].text
+
+
+def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def test_an_imported_model_is_read_by_every_command(user, data_file, tmp_path, monkeypatch, capsys):
+    """``import-model`` writes the user's ResNet-18 as a model directory with its weights copied in:
+    it predicts what the user's own loading predicts after their file is gone, and ``evaluate``,
+    ``attack`` and ``explain`` read it (the first two defaulting to the data it was imported with)."""
+    from trusttango.models import load_model
+
+    root, test = user["root"], user["splits"].test
+    weights = tmp_path / "mine.safetensors"
+    weights.write_bytes((root / "resnet.safetensors").read_bytes())
+    flags = ["--arch", "resnet18", "--in-channels", "1", "--mean", str(MEAN), "--std", str(STD)]
+    model = tmp_path / "resnet"
+    code, err = _cli(["import-model", *flags, "--weights", str(weights), "--data", str(data_file), "--out", str(model)],
+                     monkeypatch, capsys)  # fmt: skip
+    assert code == 0, err
+    direct = ModelSource(arch="resnet18", in_channels=1, weights=weights, mean=[MEAN], std=[STD]).load(test).model
+    weights.unlink()  # the directory holds its own copy
+    saved = load_model(model)
+    assert saved.class_names == test.class_names and saved.config.source["model"] == "resnet18"
+    assert torch.equal(_predictions(saved.model, test.x[:500]), _predictions(direct, test.x[:500]))
+    code, err = _cli(["evaluate", str(model), "--out", str(tmp_path / "eval")], monkeypatch, capsys)
+    assert code == 0 and "using " in err, err  # the data it was imported with
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(user["resnet"].mean())  # what the user measures, whole test split
+    args = ["attack", str(model), "--attack", "pgd", "--eps", "0.1", "--n", "40", "--out", str(tmp_path / "atk")]
+    assert _cli(args, monkeypatch, capsys)[0] == 0
+    attack = json.loads((tmp_path / "atk" / "attack.json").read_text())
+    assert attack["robust_accuracy"] < attack["clean_accuracy"] - 0.3  # PGD really breaks the undefended model
+    args = ["explain", str(model), "--data", str(data_file), "--method", "saliency", "--limit", "2"]
+    args += ["--out", str(tmp_path / "maps")]
+    assert _cli(args, monkeypatch, capsys)[0] == 0
+    assert len(list((tmp_path / "maps").glob("*.png"))) >= 2
+
+
+def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, capsys):
+    """A --model-code directory runs the user's code again only when TRUSTTANGO_TRUST_CODE=1 says so
+    (otherwise one line, exit 2); an ONNX directory needs no code and is audited like any MODEL,
+    with membership left untested until the members are declared."""
+    from trusttango.models import load_model
+
+    root, test = user["root"], user["splits"].test
+    common = ["--mean", str(MEAN), "--std", str(STD), "--data", str(data_file)]
+    by_code, by_onnx = tmp_path / "code", tmp_path / "onnx"
+    code_args = ["--model-code", f"{root / 'net.py'}:build", "--weights", str(root / "small.pt")]
+    assert _cli(["import-model", *code_args, *common, "--out", str(by_code)], monkeypatch, capsys)[0] == 0
+    assert _cli(["import-model", "--onnx", str(root / "small.onnx"), *common, "--out", str(by_onnx)],
+                monkeypatch, capsys)[0] == 0  # fmt: skip
+    monkeypatch.delenv("TRUSTTANGO_TRUST_CODE", raising=False)
+    code, err = _cli(["evaluate", str(by_code), "--out", str(tmp_path / "eval")], monkeypatch, capsys)
+    assert code == 2 and "TRUSTTANGO_TRUST_CODE=1" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "eval").exists()
+    monkeypatch.setenv("TRUSTTANGO_TRUST_CODE", "1")
+    from_code, from_onnx = load_model(by_code).model, load_model(by_onnx).model
+    assert torch.equal(_predictions(from_code, test.x[:500]), _predictions(from_onnx, test.x[:500]))
+    assert load_model(by_onnx).config.source["onnx_max_logit_difference"] < 1e-4  # checked at import
+    membership = ["membership", str(by_onnx), "--attack", "loss", "--n", "200", "--out", str(tmp_path / "mia")]
+    code, err = _cli(membership, monkeypatch, capsys)
+    assert code == 2 and "members are not assumed; give --data" in err and not (tmp_path / "mia").exists(), err
+    assert _cli([*membership, "--data", str(data_file)], monkeypatch, capsys)[0] == 0  # members named: it runs
+    assert json.loads((tmp_path / "mia" / "membership.json").read_text())["members"] == 200
+    out = tmp_path / "report"
+    run_audit(AuditConfig(model=by_onnx, data=str(data_file), out=out, seed=0, **SMALL, robust_preset="fast"),
+              progress=False)  # fmt: skip
+    record = _record(out)
+    assert record["results"]["evaluation"]["accuracy"] == pytest.approx(_expected_accuracy(record, user["small"]))
+    privacy = next(s for s in record["sections"] if s["key"] == "privacy")
+    assert "--members train" in privacy["skipped"]  # a brought model's members are never assumed
+    assert ModelSpec.read(out / "model_spec.json").source["kind"] == "onnx"
+
+
+def test_import_model_bad_input_is_one_line(user, data_file, tmp_path, monkeypatch, capsys):
+    root = user["root"]
+    out = tmp_path / "model"
+    cases = {
+        "give your model": [],
+        "tensor 'conv1.weight' has shape": ["--arch", "resnet18", "--weights", str(root / "resnet.safetensors")],
+        "--weights, --mean": ["--weights", str(root / "small.pt")],
+    }
+    for needle, args in cases.items():
+        code, err = _cli(["import-model", *args, "--data", str(data_file), "--out", str(out)], monkeypatch, capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (needle, err)
+        assert not out.exists() and not list(tmp_path.glob(".model*")), needle  # nothing half-written
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["import-model", "--onnx", str(root / "small.onnx"), "--data", str(data_file), "--out", str(out)]
+    code, err = _cli(args, monkeypatch, capsys)
+    assert code == 2 and "--force" in err and (out / "keep.txt").read_text() == "mine"

@@ -18,6 +18,7 @@ from trusttango.errors import InputError
 
 COMMANDS: tuple[str, ...] = (
     "core",
+    "own_model",
     "automl",
     "explain",
     "robust",

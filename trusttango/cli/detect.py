@@ -33,7 +33,7 @@ def _load(model: Path, data: str, split: str, n: int, seed: int):
     """The model and the first ``n`` examples of the ``split`` of ``data`` (an image model, n >= 4)."""
     require(n >= 4, f"--n must be >= 4, got {n}")
     loaded = load_model_and_data(model, data, split, seed)
-    require(loaded.saved.config.modality == "image", f"{model}: the entropy detector needs an image model")
+    require(loaded.data.modality == "image", f"{model}: the entropy detector needs an image model and images")
     ds = loaded.data.subset(range(min(n, len(loaded.data))))
     return loaded.model, ds
 

@@ -121,6 +121,7 @@ def membership_cmd(
     beside the loss threshold on the same examples, with a log-log ROC PNG."""
     from trusttango.data import load_data
     from trusttango.models import load_model
+    from trusttango.models.external import ModelSpec
     from trusttango.privacy.audits import plot_roc
     from trusttango.privacy.audits.membership_audit import candidates, check_attack, run_membership
     from trusttango.privacy.audits.recipe import saved_recipe
@@ -129,6 +130,9 @@ def membership_cmd(
     check_output(out, force, [model, data, members])
     indices = _member_indices(members) if members else None
     saved = load_model(model_dir(model))
+    require(data is not None or not isinstance(saved.config, ModelSpec),
+            f"{model}: an imported model records no training run, so its members are not assumed; give --data, "
+            "the data whose train split it was trained on")  # fmt: skip
     splits = load_data(recorded_data(saved, data, model), seed=seed)
     check_compatible(saved, splits.test)
     found = candidates(splits.train, splits.test, n, indices, seed)

@@ -10,28 +10,11 @@ import typer
 from typer.core import TyperGroup
 
 from trusttango.cli._common import MODEL_ARG_HELP, console
+from trusttango.cli.own_model import MEMBERS, takes_own_model
 from trusttango.errors import require
 
-BYO = "Your own model"  # the help panel of the options that bring one
 
-
-def _byo(help: str, default: object = None) -> typer.models.OptionInfo:
-    return typer.Option(default, help=help, rich_help_panel=BYO)
-
-
-ARCH = _byo("A torchvision architecture (e.g. resnet18), with --weights.")
-MODEL_CODE = _byo("FILE.py:FUNCTION or MODULE:FUNCTION returning your nn.Module; the file is imported and RUN.")
-ONNX = _byo("An ONNX model, converted to PyTorch and checked against onnxruntime.")
-WEIGHTS = _byo("State dict: .safetensors, or .pt/.pth (weights only, never unpickled).")
-IN_CHANNELS = _byo("Rebuild --arch's first conv for this many input channels.")
-NUM_CLASSES = _byo("Outputs of --arch (default: the data's classes).")
-VALUE_RANGE = _byo("LOW,HIGH: the pixel range the model expects (e.g. 0,255).", "0,1")
-MEAN = _byo("Per-channel mean the model normalises with (e.g. 0.2860).")
-STD = _byo("Per-channel std the model normalises with.")
-MEMBERS = _byo("train: your model was trained on --data's train split (the membership test needs it).")
-CLASS_NAMES = _byo("Text file, one class name per line (default: the data's).")
-
-
+@takes_own_model
 def audit(
     model: Path = typer.Argument(None, help=MODEL_ARG_HELP + " Default: search for one under --budget."),
     data: str = typer.Option(None, "--data", help="Built-in dataset or path (default fashion-mnist)."),
@@ -51,17 +34,8 @@ def audit(
     fail_on: str = typer.Option(
         None, "--fail-on", help="fail | warn: after writing the report, exit 1 if any verdict is at or below it."
     ),
-    arch: str = ARCH,
-    model_code: str = MODEL_CODE,
-    onnx: Path = ONNX,
-    weights: Path = WEIGHTS,
-    in_channels: int = IN_CHANNELS,
-    num_classes: int = NUM_CLASSES,
-    value_range: str = VALUE_RANGE,
-    mean: str = MEAN,
-    std: str = STD,
-    class_names: Path = CLASS_NAMES,
     members: str = MEMBERS,
+    source: object = None,
 ) -> None:
     """Search (or load) a model, then explain, attack, detect, probe privacy and fairness; write the report.
 
@@ -71,15 +45,6 @@ def audit(
     from trusttango.report.audit import run_audit
 
     require(fail_on in (None, "fail", "warn"), f"--fail-on: expected fail or warn, got {fail_on!r}")
-    source = None
-    if arch or model_code or onnx:
-        norm = (value_range, mean, std)
-        source = _model_source(arch, model_code, onnx, weights, in_channels, num_classes, norm, class_names)
-    else:
-        given = any(v is not None for v in (weights, in_channels, num_classes, mean, std, class_names))
-        require(
-            not given, "--weights, --mean, --std ...: they describe your model; give --arch, --model-code or --onnx"
-        )
     flags = {"data": data, "budget": budget, "out": out, "model": model, "sampler": sampler, "seed": seed}
     flags.update(robust_eps=robust_eps, robust_norm=robust_norm, robust_preset=robust_preset)
     flags.update(force=force or None, model_source=source, members=members)
@@ -143,18 +108,6 @@ def diff(
         json_out.write_text(json.dumps(result.to_dict(), indent=2))
     if fail_on_regression and result.regressions:
         raise typer.Exit(1)
-
-
-def _model_source(arch, code, onnx, weights, in_channels, num_classes, norm, class_names) -> object:
-    """The user's model from the flags; ``norm`` is the (value range, mean, std) as typed."""
-    from trusttango.cli._common import floats
-    from trusttango.models.external import ModelSource
-
-    value_range, mean, std = norm
-    low_high = floats(value_range, "--value-range")
-    require(len(low_high) == 2, f"--value-range: expected LOW,HIGH, got {value_range!r}")
-    mean, std = (floats(text, option) if text else None for text, option in ((mean, "--mean"), (std, "--std")))
-    return ModelSource(arch, code, onnx, weights, num_classes, in_channels, tuple(low_high), mean, std, class_names)
 
 
 class _AuditGroup(TyperGroup):

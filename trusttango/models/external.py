@@ -257,31 +257,33 @@ class ModelSource:
     def load(self, data: object) -> SavedModel:
         """The model in pixel space, in eval mode, its output checked on ``data`` (an ONNX model's
         conversion also checked against onnxruntime on up to 256 of its examples)."""
-        spec = self.spec(data)
-        if self.onnx is not None:
-            return self._load_onnx(spec, data)
-        net = self._network(spec.num_classes)
-        if self.weights is not None:
-            load_state(net, read_weights(self.weights), Path(self.weights), against=self.describe()["model"])
-        model = PixelSpace(net, spec).eval()
-        check_output(model, data.x[:2], data.num_classes)
-        return SavedModel(model, spec, spec.class_names, {"source": spec.source})
+        saved = self.build(self.spec(data))
+        check_output(saved.model, data.x[:2], data.num_classes)
+        if self.onnx is not None and "black_box" not in saved.meta:
+            from trusttango.models.onnx import parity
 
-    def _load_onnx(self, spec: ModelSpec, data: object) -> SavedModel:
-        """Converted and checked against onnxruntime; a graph that cannot be converted runs in
+            difference = parity(saved.model, Path(self.onnx), data.x[:256], saved.model.preprocess)
+            saved.config.source["onnx_max_logit_difference"] = difference
+        return saved
+
+    def build(self, spec: ModelSpec) -> SavedModel:
+        """The model of ``spec`` in pixel space, in eval mode, its weights loaded (its output
+        unchecked: :meth:`load` checks it on data). An ONNX graph that cannot be converted runs in
         onnxruntime itself, and the model is marked black-box (``meta["black_box"]``: why)."""
-        from trusttango.models.onnx import NotConvertible, OnnxRuntimeModel, onnx_model, parity
+        meta = {"source": spec.source}
+        if self.onnx is not None:
+            from trusttango.models.onnx import NotConvertible, OnnxRuntimeModel, onnx_model
 
-        path, meta = Path(self.onnx), {"source": spec.source}
-        try:
-            model = PixelSpace(onnx_model(path), spec).eval()
-        except NotConvertible as err:
-            model = PixelSpace(OnnxRuntimeModel(path), spec).eval()
-            meta["black_box"] = spec.source["black_box"] = f"{err}; run by onnxruntime, without gradients"
-        check_output(model, data.x[:2], data.num_classes)
-        if "black_box" not in meta:
-            spec.source["onnx_max_logit_difference"] = parity(model, path, data.x[:256], model.preprocess)
-        return SavedModel(model, spec, spec.class_names, meta)
+            try:
+                net = onnx_model(Path(self.onnx))
+            except NotConvertible as err:
+                net = OnnxRuntimeModel(Path(self.onnx))
+                meta["black_box"] = spec.source["black_box"] = f"{err}; run by onnxruntime, without gradients"
+        else:
+            net = self._network(spec.num_classes)
+            if self.weights is not None:
+                load_state(net, read_weights(self.weights), Path(self.weights), against=self.describe()["model"])
+        return SavedModel(PixelSpace(net, spec).eval(), spec, spec.class_names, meta)
 
     def _network(self, num_classes: int) -> nn.Module:
         if self.module is not None:
