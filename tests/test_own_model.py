@@ -418,7 +418,7 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_an_imported_model_is_read_by_every_command(user, data_file, tmp_path, monkeypatch, capsys):
     """``import-model`` writes the user's ResNet-18 as a model directory with its weights copied in:
     it predicts what the user's own loading predicts after their file is gone, and ``evaluate``,
-    ``attack`` and ``explain`` read it (the first two defaulting to the data it was imported with)."""
+    ``attack`` and ``explain`` read it, defaulting to the data it was imported with."""
     from trusttango.models import load_model
 
     root, test = user["root"], user["splits"].test
@@ -442,8 +442,7 @@ def test_an_imported_model_is_read_by_every_command(user, data_file, tmp_path, m
     assert _cli(args, monkeypatch, capsys)[0] == 0
     attack = json.loads((tmp_path / "atk" / "attack.json").read_text())
     assert attack["robust_accuracy"] < attack["clean_accuracy"] - 0.3  # PGD really breaks the undefended model
-    args = ["explain", str(model), "--data", str(data_file), "--method", "saliency", "--limit", "2"]
-    args += ["--out", str(tmp_path / "maps")]
+    args = ["explain", str(model), "--method", "saliency", "--limit", "2", "--out", str(tmp_path / "maps")]
     assert _cli(args, monkeypatch, capsys)[0] == 0
     assert len(list((tmp_path / "maps").glob("*.png"))) >= 2
 

@@ -11,7 +11,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from trusttango.cli._common import FORCE_OPTION, check_compatible, console, items, model_argument, model_dir
+from trusttango.cli._common import (
+    FORCE_OPTION,
+    check_compatible,
+    console,
+    items,
+    model_argument,
+    model_dir,
+    recorded_data,
+)
 from trusttango.errors import require
 from trusttango.outputs import atomic_output, check_output
 
@@ -53,7 +61,7 @@ def _class_index(target: str, class_names: list[str]) -> int:
 def explain(
     model: Path = model_argument(),
     files: list[Path] = typer.Argument(None, help=FILES_HELP, show_default=False),
-    data: str = typer.Option("", "--data", help=DATA_HELP),
+    data: str = typer.Option("", "--data", help=DATA_HELP + " Default (no FILES): the data the model was trained on."),
     method: str = typer.Option("gradcam,guided,saliency", help="Comma-separated methods (see trusttango.explain)."),
     target: str = typer.Option("", help="Class to explain, name or index (default: each input's predicted class)."),
     layer: str = typer.Option("", help="Layer of the CAM methods, a module name (default: the last conv layer)."),
@@ -77,7 +85,7 @@ def explain(
     if layer:
         find_layer(net, layer)
     k = _class_index(target, saved.class_names) if target else None
-    names, x = _inputs(saved, files, data, limit)
+    names, x = _inputs(saved, files, data or ("" if files else recorded_data(saved, None, model)), limit)
     result = explain_inputs(net, x, factories, k)
     records = [result.record(i, name, saved.class_names) for i, name in enumerate(names)]
     with atomic_output(out) as staging:
