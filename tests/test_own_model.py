@@ -408,6 +408,8 @@ def test_an_onnx_graph_that_cannot_be_converted_is_audited_as_a_black_box(user, 
     assert {row["method"] for row in result.record["results"]["insight"]} == {"occlusion"}
     assert result.verdicts["insight"] in {"not established", "not meaningful"}
     assert result.membership_auc is not None and "Black-box mode" in result.sections[0].text
+    hashed = {Path(p).name for p in result.record["provenance"]["model_files"]}
+    assert hashed == {"dynamo.onnx", "dynamo.onnx.data"}  # the exporter's external weights are hashed too
 
 
 def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -452,6 +454,7 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     (otherwise one line, exit 2); an ONNX directory needs no code and is audited like any MODEL,
     with membership left untested until the members are declared."""
     from trusttango.models import load_model
+    from trusttango.report.provenance import provenance
 
     root, test = user["root"], user["splits"].test
     common = ["--mean", str(MEAN), "--std", str(STD), "--data", str(data_file)]
@@ -464,6 +467,8 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     code, err = _cli(["evaluate", str(by_code), "--out", str(tmp_path / "eval")], monkeypatch, capsys)
     assert code == 2 and "TRUSTTANGO_TRUST_CODE=1" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "eval").exists()
+    files = provenance(AuditConfig(model=by_code), user["splits"], None)["model_files"]
+    assert {Path(p).name for p in files} == {"config.json", "model.safetensors", "net.py"}  # the code is hashed too
     monkeypatch.setenv("TRUSTTANGO_TRUST_CODE", "1")
     from_code, from_onnx = load_model(by_code).model, load_model(by_onnx).model
     assert torch.equal(_predictions(from_code, test.x[:500]), _predictions(from_onnx, test.x[:500]))
@@ -481,6 +486,11 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     privacy = next(s for s in record["sections"] if s["key"] == "privacy")
     assert "--members train" in privacy["skipped"]  # a brought model's members are never assumed
     assert ModelSpec.read(out / "model_spec.json").source["kind"] == "onnx"
+    black_box = tmp_path / "dynamo"  # a graph onnx2torch cannot convert: copied, and run by onnxruntime when read
+    assert _cli(["import-model", "--onnx", str(root / "dynamo.onnx"), *common, "--out", str(black_box)],
+                monkeypatch, capsys)[0] == 0  # fmt: skip
+    assert "allowzero" in load_model(black_box).meta["black_box"]
+    assert torch.equal(_predictions(load_model(black_box).model, test.x[:200]), _predictions(from_onnx, test.x[:200]))
 
 
 def test_import_model_bad_input_is_one_line(user, data_file, tmp_path, monkeypatch, capsys):

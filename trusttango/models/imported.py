@@ -5,8 +5,9 @@
 :func:`save_imported` checks a :class:`~trusttango.models.external.ModelSource` on the data (as
 the audit does) and writes a directory that holds everything needed to rebuild it: ``config.json``
 (``format`` :data:`FORMAT`, the :class:`~trusttango.models.external.ModelSpec`, how to build the
-network) and the weights, copied in (``model.safetensors``, or the ``model.onnx`` file), so a
-later change to the user's files does not change the model the directory names.
+network) and the weights, copied in (``model.safetensors``, or ``model.onnx`` with any external
+data of the user's file inside it), so a later change to the user's files does not change the
+model the directory names.
 
 Reading it never unpickles anything. A torchvision architecture or an ONNX file is rebuilt from
 the directory alone. A network built by the user's code (``--model-code``) is rebuilt by
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from trusttango.errors import require
 from trusttango.models.external import ModelSource, ModelSpec, check_output
 from trusttango.models.io import CONFIG, WEIGHTS, SavedModel, read_config, versions
+from trusttango.models.onnx import copy_onnx
 from trusttango.schema import read
 
 FORMAT = "trusttango-imported/1"
@@ -69,7 +70,7 @@ def save_imported(source: ModelSource, data: object, directory: str | Path, meta
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if source.onnx is not None:
-        shutil.copyfile(source.onnx, directory / ONNX_FILE)
+        copy_onnx(Path(source.onnx), directory / ONNX_FILE)
         build = Build(onnx=ONNX_FILE)
     else:
         state = {k: v.detach().cpu().contiguous() for k, v in saved.model.net.state_dict().items()}
@@ -87,6 +88,18 @@ def _absolute(code: str | None) -> str | None:
         return code
     where, _, attr = code.rpartition(":")
     return f"{Path(where).resolve()}:{attr}"
+
+
+def code_file(directory: str | Path) -> Path | None:
+    """The user's file that builds the model of an imported ``directory`` (None: no such file,
+    or ``directory`` is no imported model), so provenance can hash it with the directory's files."""
+    try:
+        document = json.loads((Path(directory) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    code = (document.get("build") or {}).get("code") if document.get("format") == FORMAT else None
+    where = str(code).rpartition(":")[0]
+    return Path(where) if where.endswith(".py") else None
 
 
 def load_imported(directory: str | Path, device: str | torch.device = "cpu") -> SavedModel:

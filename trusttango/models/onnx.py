@@ -45,6 +45,29 @@ def onnx_model(path: Path) -> nn.Module:
     return _convert(graph, path)
 
 
+def onnx_files(path: Path) -> list[Path]:
+    """``path`` and the external data files its weights are kept in (what a provenance hash must cover)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = {ExternalDataInfo(t).location for t in graph.initializer if uses_external_data(t)}
+    return [path, *(path.parent / name for name in sorted(names))]
+
+
+def copy_onnx(source: Path, target: Path) -> None:
+    """Write the ONNX model at ``source`` to ``target`` with the weights it keeps in external data
+    files (torch's dynamo exporter writes ``NAME.onnx.data`` beside it) inside one file; a model
+    over protobuf's 2 GB keeps them in ``TARGET.data`` beside ``target``."""
+    import onnx
+
+    model = onnx.load(str(source))  # external data read too
+    try:
+        onnx.save_model(model, str(target))
+    except ValueError:  # over 2 GB: one protobuf cannot hold it
+        onnx.save_model(model, str(target), save_as_external_data=True, location=f"{target.name}.data")
+
+
 def _convert(graph: object, path: Path) -> nn.Module:
     import onnx
     import onnxscript.optimizer

@@ -64,14 +64,19 @@ def git_commit() -> str | None:
 
 
 def _model_files(config: AuditConfig) -> dict[str, str]:
-    """sha256 of every file the model was read from."""
+    """sha256 of every file the model was read from (an imported model's code file too)."""
+    from trusttango.models.imported import code_file
+    from trusttango.models.onnx import onnx_files
+
     paths: list[Path] = []
     if config.model is not None:
         paths += sorted(p for p in Path(config.model).rglob("*") if p.is_file())
+        paths += [code] if (code := code_file(config.model)) else []
     source = config.model_source
     if source is not None:
         code = Path(source.code.split(":")[0]) if source.code else None
-        paths += [Path(p) for p in (source.weights, source.onnx, source.class_names, code) if p]
+        paths += [Path(p) for p in (source.weights, source.class_names, code) if p]
+        paths += onnx_files(Path(source.onnx)) if source.onnx else []
     return {str(p): sha256_file(p) for p in paths if p.is_file()}
 
 
