@@ -49,6 +49,10 @@ def missing_dependencies() -> list[str]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # scripts/device-check.sh runs tests/test_cuda.py alone on a GPU machine whose image lacks the
+    # suite's other dependencies (it says TRUSTTANGO_DEVICE_RUN=1); any other run checks them all
+    if os.environ.get("TRUSTTANGO_DEVICE_RUN") == "1":
+        return
     if missing := missing_dependencies():
         pytest.exit(f"missing declared dependencies: {'; '.join(missing)}; run `make setup`", returncode=3)
 

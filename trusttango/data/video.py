@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,8 @@ _STEPS = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}
 
 def read_video(path: str | Path) -> np.ndarray:
     """Decode every frame of a video file into ``(T, H, W, 3)`` uint8 RGB."""
+    import av  # PyAV, imported only where a video is read or written
+
     path = Path(path)
     require(path.is_file(), f"{path}: video file not found")
     try:
@@ -61,6 +62,8 @@ def read_frame_folder(folder: Path) -> np.ndarray:
 
 def save_video(clip: np.ndarray | torch.Tensor, path: str | Path, fps: int = 8) -> Path:
     """Write a clip ``(C, T, H, W)`` in [0, 1] (``C`` 1 or 3) as an H.264 MP4 with PyAV."""
+    import av
+
     frames = (torch.as_tensor(clip).clamp(0, 1) * 255).round().byte()
     frames = frames.expand(3, -1, -1, -1).permute(1, 2, 3, 0).numpy()  # (T, H, W, 3)
     _, h, w, _ = frames.shape
