@@ -476,7 +476,11 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     membership = ["membership", str(by_onnx), "--attack", "loss", "--n", "200", "--out", str(tmp_path / "mia")]
     code, err = _cli(membership, monkeypatch, capsys)
     assert code == 2 and "members are not assumed; give --data" in err and not (tmp_path / "mia").exists(), err
-    assert _cli([*membership, "--data", str(data_file)], monkeypatch, capsys)[0] == 0  # members named: it runs
+    declared = tmp_path / "declared"  # the same model, its members declared once, when it is imported
+    assert _cli(["import-model", "--onnx", str(root / "small.onnx"), *common, "--members", "train", "--out",
+                 str(declared)], monkeypatch, capsys)[0] == 0  # fmt: skip
+    membership[1] = str(declared)
+    assert _cli(membership, monkeypatch, capsys)[0] == 0  # --data: the data it was imported with
     assert json.loads((tmp_path / "mia" / "membership.json").read_text())["members"] == 200
     out = tmp_path / "report"
     run_audit(AuditConfig(model=by_onnx, data=str(data_file), out=out, seed=0, **SMALL, robust_preset="fast"),
@@ -485,6 +489,9 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     assert record["results"]["evaluation"]["accuracy"] == pytest.approx(_expected_accuracy(record, user["small"]))
     privacy = next(s for s in record["sections"] if s["key"] == "privacy")
     assert "--members train" in privacy["skipped"]  # a brought model's members are never assumed
+    declared_audit = run_audit(AuditConfig(model=declared, data=str(data_file), out=tmp_path / "r2", seed=0,
+                                           **SMALL, robust_preset="fast"), progress=False)  # fmt: skip
+    assert 0 <= _record(declared_audit.parent)["results"]["privacy"]["membership_auc"] <= 1  # declared: tested
     assert ModelSpec.read(out / "model_spec.json").source["kind"] == "onnx"
     black_box = tmp_path / "dynamo"  # a graph onnx2torch cannot convert: copied, and run by onnxruntime when read
     assert _cli(["import-model", "--onnx", str(root / "dynamo.onnx"), *common, "--out", str(black_box)],

@@ -88,6 +88,7 @@ def import_model(
     out: Path = typer.Option(..., help="Model directory to write."),
     force: bool = FORCE_OPTION,
     seed: int = typer.Option(0, help="Seed of the split (user data)."),
+    members: str = MEMBERS,
     source: object = None,
 ) -> None:
     """Write your own model (--arch + --weights, --model-code, or --onnx) as a model directory
@@ -100,11 +101,12 @@ def import_model(
     from trusttango.outputs import atomic_output, check_output
 
     require(source is not None, "give your model: --arch (+ --weights), --model-code or --onnx")
+    require(members in (None, "train", "unknown"), f"--members: expected train or unknown, got {members!r}")
     files = [source.onnx, source.weights, source.class_names]
     check_output(out, force, [data, *(path for path in files if path is not None)])
     test = load_data(data, seed=seed).test
     with atomic_output(out) as staging:
-        saved = save_imported(source, test, staging, meta={"data": data})
+        saved = save_imported(source, test, staging, meta={"data": data, "members": members or "unknown"})
     console.print(f"{saved.config.source['kind']} model ({saved.config.source['model']}) written to {out}")
 
 

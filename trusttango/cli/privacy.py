@@ -130,9 +130,10 @@ def membership_cmd(
     check_output(out, force, [model, data, members])
     indices = _member_indices(members) if members else None
     saved = load_model(model_dir(model))
-    require(data is not None or not isinstance(saved.config, ModelSpec),
+    declared = not isinstance(saved.config, ModelSpec) or saved.meta.get("members") == "train"
+    require(data is not None or declared,
             f"{model}: an imported model records no training run, so its members are not assumed; give --data, "
-            "the data whose train split it was trained on")  # fmt: skip
+            "the data whose train split it was trained on (or import it with --members train)")  # fmt: skip
     splits = load_data(recorded_data(saved, data, model), seed=seed)
     check_compatible(saved, splits.test)
     found = candidates(splits.train, splits.test, n, indices, seed)

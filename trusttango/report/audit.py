@@ -538,10 +538,11 @@ def detection(ctx: Context) -> Section:
 def _no_members(ctx: Context) -> str | None:
     """Why membership cannot be tested (None: it can). ``members="auto"`` trusts the train
     split only for a trusttango model (which was trained on it); a brought model (its config a
-    :class:`ModelSpec`, also one read from an ``import-model`` directory) must say so."""
+    :class:`ModelSpec`) must say so, here or when it was imported (``import-model --members``)."""
     members = ctx.config.members
     if members == "auto":
-        members = "unknown" if isinstance(ctx.saved.config, ModelSpec) else "train"
+        brought = isinstance(ctx.saved.config, ModelSpec)
+        members = ctx.saved.meta.get("members", "unknown") if brought else "train"
     if len(ctx.splits.train) == 0:
         return "membership inference needs the model's training data (members); give Splits with its train split"
     if members == "unknown":
