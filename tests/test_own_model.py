@@ -444,9 +444,11 @@ def test_an_imported_model_is_read_by_every_command(user, data_file, tmp_path, m
     assert _cli(args, monkeypatch, capsys)[0] == 0
     attack = json.loads((tmp_path / "atk" / "attack.json").read_text())
     assert attack["robust_accuracy"] < attack["clean_accuracy"] - 0.3  # PGD really breaks the undefended model
-    args = ["explain", str(model), "--method", "saliency", "--limit", "2", "--out", str(tmp_path / "maps")]
-    assert _cli(args, monkeypatch, capsys)[0] == 0
+    args = ["explain", str(model), "--method", "gradcam,saliency", "--layer", "layer4", "--limit", "2"]  # its own name
+    assert _cli([*args, "--out", str(tmp_path / "maps")], monkeypatch, capsys)[0] == 0
     assert len(list((tmp_path / "maps").glob("*.png"))) >= 2
+    scores = json.loads((tmp_path / "maps" / "scores.json").read_text())
+    assert len(scores) == 2 and "gradcam" in json.dumps(scores)
 
 
 def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, capsys):

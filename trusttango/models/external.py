@@ -107,6 +107,14 @@ class PixelSpace(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.preprocess(x))
 
+    def get_submodule(self, target: str) -> nn.Module:
+        """A module by its name in the wrapper (``net.layer4``) or, as the user knows it, in their
+        network (``layer4``): ``--layer`` and the detectors' layers take the user's own names."""
+        try:
+            return super().get_submodule(target)
+        except AttributeError:
+            return self.net.get_submodule(target)
+
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors``, or from ``.pt``/``.pth`` with ``weights_only=True``
