@@ -144,6 +144,39 @@ def test_storage_that_cannot_connect_hides_password():
     assert masked(url) == "postgresql://alice:***@127.0.0.1:1/studies"
 
 
+def test_tables_created_by_another_process_at_the_same_instant_are_tried_again(tmp_path, monkeypatch):
+    """A process outside the storage lock (an Optuna dashboard, a script calling optuna.load_study)
+    can create the tables at the instant a worker does; the worker's creation then fails (seen:
+    IntegrityError on alembic_version, 3 such processes beside 3 workers) and is tried again,
+    finding the tables. An error of another kind (a refused connection) is not tried again."""
+    import sqlalchemy.exc
+
+    from trusttango.automl import storage
+
+    url, real, calls = f"sqlite:///{tmp_path / 'study.db'}", storage._open, []
+
+    def beaten_to_it(target: str) -> optuna.storages.BaseStorage:
+        calls.append(target)
+        if len(calls) == 1:
+            optuna.storages.RDBStorage(target)  # the other process creates the tables first
+            cause = Exception("UNIQUE constraint failed: alembic_version.version_num")
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, cause)
+        return real(target)
+
+    monkeypatch.setattr(storage, "_open", beaten_to_it)
+    assert optuna.get_all_study_names(open_storage(url)) == [] and len(calls) == 2
+
+    def refused(target: str) -> optuna.storages.BaseStorage:
+        calls.append(target)
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("connection refused"))
+
+    calls.clear()
+    monkeypatch.setattr(storage, "_open", refused)
+    with pytest.raises(InputError, match="cannot connect"):
+        open_storage(url)
+    assert len(calls) == 1
+
+
 # ---------------------------------------------------------------- the anytime runner
 
 

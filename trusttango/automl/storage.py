@@ -7,6 +7,7 @@ import fcntl
 import importlib.util
 import os
 import socket
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from trusttango.errors import InputError
 
 HEARTBEAT_S = 5  # a killed worker's running trial is marked failed after ~2 missed beats
 _ADVISORY_KEY = zlib.crc32(b"trusttango.automl")  # one PostgreSQL advisory lock per database
+# what SQLite and PostgreSQL say when another process created the same tables (or row) first
+_SCHEMA_RACE = ("already exists", "UNIQUE constraint failed", "duplicate key", "database is locked")
 
 
 def masked(url: str) -> str:
@@ -115,12 +118,28 @@ def _open(url: str) -> optuna.storages.BaseStorage:
     )
 
 
+def _open_retrying(url: str, attempts: int = 5) -> optuna.storages.BaseStorage:
+    """:func:`_open`, tried again (after 0.1, 0.2, 0.4, 0.8 s) when the error is another process
+    creating the same tables at the same instant: a process outside :func:`storage_lock` (an Optuna
+    dashboard, a script calling ``optuna.load_study``) can, and then the tables exist."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts - 1):
+        try:
+            return _open(url)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as err:
+            if not any(sign in str(err) for sign in _SCHEMA_RACE):
+                raise
+            time.sleep(0.1 * 2**attempt)
+    return _open(url)
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Open (creating tables if needed, under :func:`storage_lock`) the storage at ``url``;
     one-line InputError if it cannot connect."""
     try:
         with storage_lock(url):
-            return _open(url)
+            return _open_retrying(url)
     except Exception as err:  # SQLAlchemy / driver errors carry multi-line messages (and maybe the password)
         raise InputError(f"storage {masked(url)}: cannot connect ({type(err).__name__})") from None
 
