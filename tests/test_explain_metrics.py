@@ -71,6 +71,22 @@ def test_randomisation_sanity_check(digits_model, sample):
     assert rho.shape == (16,) and float(rho.mean()) < 0.6
 
 
+def test_a_constant_map_never_passes_the_sanity_check(digits_model, sample):
+    """A map without ranks: the model's own constant map counts as rho 1 (it shows nothing, so it
+    cannot pass), a randomised model's constant map beside a real one as 0 (its order is gone)."""
+    x, pred, _ = sample
+
+    class Constant(Saliency):
+        def attribute(self, inputs, target=None):
+            return torch.zeros_like(inputs)
+
+    def erased_when_randomised(model):
+        return Saliency(model) if model is digits_model else Constant(model)
+
+    assert randomisation_check(Constant, digits_model, x[:4], pred[:4]).tolist() == [1.0] * 4
+    assert randomisation_check(erased_when_randomised, digits_model, x[:4], pred[:4]).tolist() == [0.0] * 4
+
+
 def test_compare_methods_table(digits_model, sample):
     x, pred, _ = sample
     rows = compare_methods(

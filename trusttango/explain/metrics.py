@@ -7,7 +7,6 @@ All take a model, images ``(N, C, H, W)``, targets and heatmaps ``(N, H, W)`` (s
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -126,16 +125,25 @@ def randomisation_check(method: Callable[[nn.Module], Attribution], model: nn.Mo
 
     Between the heatmaps of ``model`` and of a randomised copy (same target). A method that
     passes the sanity check gives low correlation; near 1 means the map ignores the weights. A
-    constant map has no ranks: its correlation is undefined and counted as 0 (scipy's warning on
-    it is silenced, the 0 is the contract).
+    constant map has no ranks (see :func:`_rank_correlation`): the model's own counts as 1, never as
+    a pass.
     """
-    from scipy.stats import ConstantInputWarning, spearmanr
 
     with torch.no_grad():
         t = resolve_target(target, forward(model, check_inputs(x).to(model_device(model))))
     a = to_heatmap(method(model).attribute(x, t), "sum_abs").flatten(1).cpu()
     b = to_heatmap(method(randomise(model)).attribute(x, t), "sum_abs").flatten(1).cpu()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        rho = [spearmanr(u.numpy(), v.numpy()).statistic for u, v in zip(a, b, strict=False)]
-    return torch.tensor(rho).nan_to_num(0.0)
+    return torch.tensor([_rank_correlation(u, v) for u, v in zip(a, b, strict=True)])
+
+
+def _rank_correlation(u: torch.Tensor, v: torch.Tensor) -> float:
+    """Spearman's rho of the model's map ``u`` and the randomised model's ``v``. A constant map has
+    no ranks: a constant ``u`` counts as 1 (the map shows nothing, so nothing shows it depends on
+    the weights), a constant ``v`` alone as 0 (randomising the weights erased the map's order)."""
+    from scipy.stats import spearmanr
+
+    if bool(u.min() == u.max()):
+        return 1.0
+    if bool(v.min() == v.max()):
+        return 0.0
+    return float(spearmanr(u.numpy(), v.numpy()).statistic)
