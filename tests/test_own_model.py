@@ -499,6 +499,13 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     assert _cli(["import-model", "--onnx", str(root / "dynamo.onnx"), *common, "--out", str(black_box)],
                 monkeypatch, capsys)[0] == 0  # fmt: skip
     assert "allowzero" in load_model(black_box).meta["black_box"]
+    for command in (["attack", str(black_box), "--attack", "pgd"], ["explain", str(black_box), "--method", "saliency"]):
+        code, err = _cli([*command, "--out", str(tmp_path / "grad")], monkeypatch, capsys)  # needs gradients
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(errors) == 1 and "without gradients" in errors[0] and "Traceback" not in err, err
+    args = ["attack", str(black_box), "--attack", "square", "--n", "20", "--out", str(tmp_path / "square")]
+    assert _cli(args, monkeypatch, capsys)[0] == 0  # score-based: runs on the black box
+    assert json.loads((tmp_path / "square" / "attack.json").read_text())["n"] == 20
     assert torch.equal(_predictions(load_model(black_box).model, test.x[:200]), _predictions(from_onnx, test.x[:200]))
 
 

@@ -81,6 +81,13 @@ def _convert(graph: object, path: Path) -> nn.Module:
         raise NotConvertible(f"the graph cannot be converted to PyTorch ({reason})") from None
 
 
+NO_GRADIENTS = (
+    "model: a black box (its ONNX graph runs in onnxruntime, without gradients) and this needs gradients; "
+    "gradient-free: attack --attack square, explain --method occlusion, evaluate, membership, fairness, "
+    "and the audit (black-box mode)"
+)
+
+
 class OnnxRuntimeModel(nn.Module):
     """The ONNX model at ``path`` run by onnxruntime (CPU): logits without gradients."""
 
@@ -94,6 +101,9 @@ class OnnxRuntimeModel(nn.Module):
         self.input_name, self.batch_size = self.session.get_inputs()[0].name, batch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x``; an :class:`InputError` (one line, not a traceback) where the caller asks
+        for gradients, naming what needs none."""
+        require(not (torch.is_grad_enabled() and x.requires_grad), NO_GRADIENTS)
         given = x.detach().float().cpu().numpy()
         outputs = [self.session.run(None, {self.input_name: given[i : i + self.batch_size]})[0]
                    for i in range(0, len(given), self.batch_size)]  # fmt: skip
