@@ -526,3 +526,11 @@ def test_import_model_bad_input_is_one_line(user, data_file, tmp_path, monkeypat
     args = ["import-model", "--onnx", str(root / "small.onnx"), "--data", str(data_file), "--out", str(out)]
     code, err = _cli(args, monkeypatch, capsys)
     assert code == 2 and "--force" in err and (out / "keep.txt").read_text() == "mine"
+    model = tmp_path / "imported"
+    args[-1] = str(model)
+    assert _cli(args, monkeypatch, capsys)[0] == 0
+    document = json.loads((model / "config.json").read_text())
+    for build, needle in (({}, "exactly one of arch, code, onnx"), ({"onnx": "../small.onnx"}, "the file inside")):
+        (model / "config.json").write_text(json.dumps({**document, "build": build}))  # tampered with
+        code, err = _cli(["evaluate", str(model), "--out", str(tmp_path / "eval")], monkeypatch, capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

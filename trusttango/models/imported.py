@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from safetensors.torch import save_file
 
 from trusttango.errors import require
@@ -49,6 +49,14 @@ class Build(BaseModel):
     in_channels: int | None = None
     code: str | None = None
     onnx: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Build:
+        if sum(way is not None for way in (self.arch, self.code, self.onnx)) != 1:
+            raise ValueError("give exactly one of arch, code, onnx")
+        if self.onnx not in (None, ONNX_FILE):
+            raise ValueError(f"onnx: expected {ONNX_FILE!r}, the file inside the directory")
+        return self
 
 
 class ImportedDocument(BaseModel):
