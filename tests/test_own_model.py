@@ -506,6 +506,14 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     args = ["attack", str(black_box), "--attack", "square", "--n", "20", "--out", str(tmp_path / "square")]
     assert _cli(args, monkeypatch, capsys)[0] == 0  # score-based: runs on the black box
     assert json.loads((tmp_path / "square" / "attack.json").read_text())["n"] == 20
+    args = ["robustness", str(black_box), "--n", "10", "--eps", "0.1", "--out", str(tmp_path / "robust")]
+    code, err = _cli(args, monkeypatch, capsys)  # Square alone, said to be an upper bound; no curves, no ARA
+    robust = json.loads((tmp_path / "robust" / "robustness.json").read_text())
+    assert code == 0 and "upper bound" in err and robust["black_box"] and "curves" not in robust, err
+    assert robust["autoattack"]["preset"] == "square" and [r["attack"] for r in robust["autoattack"]["rows"]] == [
+        "square"
+    ]
+    assert not (tmp_path / "robust" / "curves.png").exists()
     assert torch.equal(_predictions(load_model(black_box).model, test.x[:200]), _predictions(from_onnx, test.x[:200]))
 
 

@@ -99,12 +99,13 @@ def robustness(
     seed: int = typer.Option(0),
 ) -> None:
     """Robust accuracy under AutoAttack (the field's standard evaluation) with its per-attack table;
-    accuracy-vs-eps curves (PGD, L-inf and L2) and the ARA score (Woods et al. 2019)."""
+    accuracy-vs-eps curves (PGD, L-inf and L2) and the ARA score (Woods et al. 2019). A black-box
+    model (an ONNX graph run by onnxruntime) gets Square alone: an upper bound, said so."""
     import torch
 
     from trusttango.cli._common import recorded_data
     from trusttango.report.verdicts import threat_model
-    from trusttango.robust import AutoAttack, MinNormL2, ara, plot_ara, plot_curves, robustness_curve
+    from trusttango.robust import AutoAttack
 
     threat_model(data or "", eps, norm)  # bad --eps / --norm refused before any long work
     check_output(out, force, [model, data])
@@ -113,28 +114,42 @@ def robustness(
     threat = threat_model(recorded_data(loaded.saved, data, model), eps, norm)
     x, y = first(loaded.data, n)
     torch.manual_seed(seed)
-    net = loaded.model
+    net, black_box = loaded.model, loaded.saved.meta.get("black_box")
+    if black_box:
+        console.print(f"{model}: a black box ({black_box}): Square alone, whose robust accuracy is an upper bound; "
+                      "the curves and ARA need gradients and are not run")  # fmt: skip
+    preset = "square" if black_box else preset
     ensemble = AutoAttack(net, eps=threat.eps, norm=threat.norm, preset=preset).evaluate(x, y)
     _print_ensemble(ensemble)
+    doc = {"autoattack": {**ensemble.to_dict(), "eps_source": threat.source}, "black_box": black_box}
+    with atomic_output(out) as staging:
+        if not black_box:
+            _gradient_figures(net, (x, y), budgets, (steps, restarts, ara_steps), staging, doc, model.name)
+        (staging / "robustness.json").write_text(json.dumps(doc, indent=2))
+    console.print(
+        f"robust accuracy {ensemble.robust_accuracy:.4f} under AutoAttack ({preset}) at {threat.norm} eps "
+        f"{threat.eps:g} ({threat.source}); written to {out}"
+    )
+
+
+def _gradient_figures(net, data: tuple, budgets: dict, settings: tuple, out: Path, doc: dict, label: str) -> None:
+    """The PGD accuracy-vs-eps curves and ARA of ``data`` (x, y) into ``doc`` and ``out`` (curves.png,
+    ara.png, the model called ``label``), printed; ``settings``: PGD's steps and restarts, ARA's DDN steps."""
+    from trusttango.robust import MinNormL2, ara, plot_ara, plot_curves, robustness_curve
+
+    (x, y), (steps, restarts, ara_steps) = data, settings
     curves = [
         robustness_curve(net, x, y, eps, norm=norm, steps=steps, restarts=restarts) for norm, eps in budgets.items()
     ]
     score = ara(net, x, y, MinNormL2(net, steps=ara_steps))
-    autoattack = {**ensemble.to_dict(), "eps_source": threat.source}
-    doc = {"autoattack": autoattack, "curves": [c.to_dict() for c in curves], "ara": score.to_dict()}
-    with atomic_output(out) as staging:
-        (staging / "robustness.json").write_text(json.dumps(doc, indent=2))
-        plot_curves(curves, staging / "curves.png")
-        plot_ara({model.name: score}, staging / "ara.png")
+    doc.update(curves=[c.to_dict() for c in curves], ara=score.to_dict())
+    plot_curves(curves, out / "curves.png")
+    plot_ara({label: score}, out / "ara.png")
     for c in curves:
         points = zip(c.eps, c.accuracy, strict=True)
         console.print(f"{c.norm}: " + ", ".join(f"eps {e:g} acc {a:.3f}" for e, a in points))
     bracket = f"; {score.unbroken} unbroken, {score.ara_unbroken_at_zero:.5f} at 0" if score.unbroken else ""
     console.print(f"ARA {score.ara:.5f} (clean accuracy {score.clean_accuracy:.4f}{bracket})")
-    console.print(
-        f"robust accuracy {ensemble.robust_accuracy:.4f} under AutoAttack ({preset}) at {threat.norm} eps "
-        f"{threat.eps:g} ({threat.source}); written to {out}"
-    )
 
 
 def register(app: typer.Typer) -> None:
