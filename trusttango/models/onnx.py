@@ -83,8 +83,8 @@ def _convert(graph: object, path: Path) -> nn.Module:
 
 NO_GRADIENTS = (
     "model: a black box (its ONNX graph runs in onnxruntime, without gradients) and this needs gradients; "
-    "gradient-free: attack --attack square, explain --method occlusion, evaluate, membership, fairness, "
-    "and the audit (black-box mode)"
+    "gradient-free: attack --attack square, robustness (Square alone), explain --method occlusion, evaluate, "
+    "membership, fairness and the audit (black-box mode)"
 )
 
 
