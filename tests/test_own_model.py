@@ -491,9 +491,12 @@ def test_imported_code_and_onnx_models(user, data_file, tmp_path, monkeypatch, c
     assert record["results"]["evaluation"]["accuracy"] == pytest.approx(_expected_accuracy(record, user["small"]))
     privacy = next(s for s in record["sections"] if s["key"] == "privacy")
     assert "--members train" in privacy["skipped"]  # a brought model's members are never assumed
-    declared_audit = run_audit(AuditConfig(model=declared, data=str(data_file), out=tmp_path / "r2", seed=0,
-                                           **SMALL, robust_preset="fast"), progress=False)  # fmt: skip
-    assert 0 <= _record(declared_audit.parent)["results"]["privacy"]["membership_auc"] <= 1  # declared: tested
+    import trusttango  # the Python API on the directory's path: members as declared, its files hashed
+
+    declared_audit = trusttango.audit(declared, str(data_file), AuditConfig(seed=0, **SMALL, robust_preset="fast"))
+    assert declared_audit.membership_auc is not None and 0 <= declared_audit.membership_auc <= 1
+    hashed = {Path(p).name for p in declared_audit.record["provenance"]["model_files"]}
+    assert hashed == {"config.json", "model.onnx"}
     assert ModelSpec.read(out / "model_spec.json").source["kind"] == "onnx"
     black_box = tmp_path / "dynamo"  # a graph onnx2torch cannot convert: copied, and run by onnxruntime when read
     assert _cli(["import-model", "--onnx", str(root / "dynamo.onnx"), *common, "--out", str(black_box)],

@@ -53,7 +53,8 @@ def audit(
         model if isinstance(model, ModelSource) else ModelSource(module=model) if isinstance(model, nn.Module) else None
     )
     name = str(data) if isinstance(data, str | Path) else splits.test.name.split("/")[0]
-    config = replace(config, data=name, model=None, model_source=source, out=Path(out or config.out))
+    directory = Path(model) if isinstance(model, str | Path) else None  # its files are hashed in the provenance
+    config = replace(config, data=name, model=directory, model_source=source, out=Path(out or config.out))
     check_config(config)
     with eval_mode(model) if isinstance(model, nn.Module) else nullcontext():  # the user's flags come back
         saved = source.load(splits.test) if source else _saved(model, splits)
