@@ -44,8 +44,6 @@ def model_source(arch, code, onnx, weights, in_channels, num_classes, value_rang
         why = "--weights, --mean, --std ...: they describe your model; give --arch, --model-code or --onnx"
         require(not given, why)
         return None
-    if arch and weights is None:
-        console.print(f"--arch {arch} without --weights: its random initial weights are what is audited")
     low_high = floats(value_range, "--value-range")
     require(len(low_high) == 2, f"--value-range: expected LOW,HIGH, got {value_range!r}")
     mean, std = (floats(text, option) if text else None for text, option in ((mean, "--mean"), (std, "--std")))
