@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from trusttango.errors import InputError, require
+from trusttango.models.io import cpu_tensors
 from trusttango.schema import read
 from trusttango.torchutil import check_batch
 
@@ -177,7 +178,7 @@ class Detector:
         document = DetectorFile(format=FORMAT, detector=self.key, settings=self.settings(), fit=fit)
         (folder / FILE).write_text(document.model_dump_json(indent=2))
         if arrays := self.arrays():
-            save_file({k: v.detach().cpu().contiguous() for k, v in arrays.items()}, folder / ARRAYS)
+            save_file(cpu_tensors(arrays), folder / ARRAYS)
         return folder
 
     def restore(self, fit: FittedState) -> Detector:

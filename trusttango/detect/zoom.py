@@ -31,6 +31,7 @@ from trusttango.models.io import (
     CONFIG,
     ModelDocument,
     SavedModel,
+    cpu_tensors,
     load_model,
     load_state,
     read_config,
@@ -185,7 +186,7 @@ def save_zoom(zoom: ZoomClassifier, directory: str | Path, class_names: list[str
     for name in ("global", "local"):
         model = getattr(zoom, f"{name}_model")
         save_model(SavedModel(model, model.config, class_names, meta or {}), directory / name)
-    save_file({k: v.detach().cpu().contiguous() for k, v in zoom.head.state_dict().items()}, directory / HEAD_FILE)
+    save_file(cpu_tensors(zoom.head.state_dict()), directory / HEAD_FILE)
     settings = {"crop_size": zoom.crop_size, "tau": zoom.tau, "attention": zoom.attention, "fusion": zoom.fusion}
     document = {
         "format": FORMAT,

@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 
 from trusttango.errors import require
 from trusttango.models.external import ModelSource, ModelSpec, check_output
-from trusttango.models.io import CONFIG, WEIGHTS, SavedModel, read_config, versions
+from trusttango.models.io import CONFIG, WEIGHTS, SavedModel, cpu_tensors, read_config, versions
 from trusttango.models.onnx import copy_onnx
 from trusttango.schema import read
 
@@ -81,8 +81,7 @@ def save_imported(source: ModelSource, data: object, directory: str | Path, meta
         copy_onnx(Path(source.onnx), directory / ONNX_FILE)
         build = Build(onnx=ONNX_FILE)
     else:
-        state = {k: v.detach().cpu().contiguous() for k, v in saved.model.net.state_dict().items()}
-        save_file(state, directory / WEIGHTS)
+        save_file(cpu_tensors(saved.model.net.state_dict()), directory / WEIGHTS)
         build = Build(arch=source.arch, in_channels=source.in_channels, code=_absolute(source.code))
     document = {"format": FORMAT, "spec": saved.config.model_dump(), "build": build.model_dump(exclude_none=True)}
     document.update(versions=versions(), **(meta or {}))
@@ -124,8 +123,7 @@ def load_imported(directory: str | Path, device: str | torch.device = "cpu") -> 
     if build.onnx is not None:
         source = ModelSource(onnx=directory / build.onnx)
     else:
-        require((directory / WEIGHTS).exists(), f"{directory / WEIGHTS}: missing")
-        weights = directory / WEIGHTS
+        weights = directory / WEIGHTS  # read_weights names it when it is missing
         source = ModelSource(arch=build.arch, code=build.code, in_channels=build.in_channels, weights=weights)
     saved = source.build(spec)
     saved.model.to(device)

@@ -73,11 +73,16 @@ def _write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` detached, on the CPU and contiguous: what safetensors' ``save_file`` writes."""
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+
 def save_model(saved: SavedModel, directory: str | Path) -> Path:
     """Write ``saved`` to ``directory`` (created if needed); returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in saved.model.state_dict().items()}
+    state = cpu_tensors(saved.model.state_dict())
     document = {
         "format": FORMAT,
         "model": saved.config.to_dict(),
